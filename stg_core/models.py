@@ -1,0 +1,110 @@
+"""Shared-trunk multi-head networks: a trunk of features, then one linear layer whose n
+outputs are the n task heads (one logit per binary task)."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+MODEL_NAMES = ("auto", "paper_cnn", "small_cnn", "resnet18_cifar", "resnet18")
+
+
+class MultiHeadNet(nn.Module):
+    """``trunk`` maps images ``(B, C, H, W)`` to features ``(B, feature_dim)``; ``heads`` is one
+    ``Linear(feature_dim, n_tasks)``: column j of its weight is task j's head."""
+
+    def __init__(self, trunk: nn.Module, feature_dim: int, n_tasks: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.Linear(feature_dim, n_tasks)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.heads.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_tasks)``."""
+        return self.heads(self.trunk(x))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, padding: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=padding), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def _hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+
+
+def paper_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
+    """The custom CNN of the paper's Table 2 (472,612 parameters for 100 tasks on 3x32x32):
+    Conv5x5(32, no padding) BN ReLU MaxPool2, Conv3x3(64) BN ReLU, Conv3x3(64) BN ReLU, MaxPool2,
+    Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2, FC n."""
+    h, w = (((s - 4) // 2) // 2 for s in _hw(image_size))
+    if min(h, w) < 1:
+        raise ValueError(f"paper_cnn needs images of at least 8x8 pixels, got {image_size}")
+    trunk = nn.Sequential(
+        *_conv_bn_relu(in_channels, 32, 5, 0), nn.MaxPool2d(2),
+        *_conv_bn_relu(32, 64, 3, 1),
+        *_conv_bn_relu(64, 64, 3, 1), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.2),
+        nn.Linear(64 * h * w, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+    )
+    return MultiHeadNet(trunk, 128, n_tasks)
+
+
+def small_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
+    """A small CNN for tiny images (8x8 digits): three padded 3x3 convolutions, two pools."""
+    h, w = (s // 4 for s in _hw(image_size))
+    if min(h, w) < 1:
+        raise ValueError(f"small_cnn needs images of at least 4x4 pixels, got {image_size}")
+    trunk = nn.Sequential(
+        *_conv_bn_relu(in_channels, 32, 3, 1),
+        *_conv_bn_relu(32, 64, 3, 1), nn.MaxPool2d(2),
+        *_conv_bn_relu(64, 64, 3, 1), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.2),
+        nn.Linear(64 * h * w, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+    )
+    return MultiHeadNet(trunk, 128, n_tasks)
+
+
+def resnet18(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *, cifar_stem: bool) -> MultiHeadNet:
+    """torchvision's ResNet-18 from scratch with ``fc`` as the task heads.
+
+    ``cifar_stem=True`` replaces the 7x7 stride-2 stem and its max-pool by one 3x3 stride-1
+    convolution (the usual CIFAR adaptation; the original STG-MTL code keeps the ImageNet stem,
+    which leaves a 1x1 feature map on 32x32 images)."""
+    net = torchvision.models.resnet18(weights=None)
+    if cifar_stem:
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    feature_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return MultiHeadNet(net, feature_dim, n_tasks)
+
+
+def resolve_model_name(name: str, image_size: int | tuple[int, int]) -> str:
+    if name == "auto":
+        return "small_cnn" if min(_hw(image_size)) <= 16 else "paper_cnn"
+    return name
+
+
+def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
+    """Model ``name`` (one of :data:`MODEL_NAMES`) for images ``(in_channels, H, W)`` with
+    ``image_size`` = ``(H, W)`` (or one int for square images) and ``n_tasks`` heads."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks={n_tasks} must be at least 1")
+    name = resolve_model_name(name, image_size)
+    if name == "paper_cnn":
+        return paper_cnn(in_channels, image_size, n_tasks)
+    if name == "small_cnn":
+        return small_cnn(in_channels, image_size, n_tasks)
+    return resnet18(in_channels, image_size, n_tasks, cifar_stem=name == "resnet18_cifar")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
