@@ -1,0 +1,73 @@
+"""Data maps: recording p_true during training and deriving confidence / variability.
+
+For a binary head with logit z and label y, ``p_true = y·σ(z) + (1−y)·(1−σ(z))`` is the
+probability the model gives to the true label. The recorder keeps one preallocated device
+tensor ``(N, n_tasks)`` indexed by sample id, filled from the *training* forward pass (as
+dataset cartography and the original STG-MTL do), and copies it to the host once per epoch.
+
+The data map of a task at epoch e is, per training sample, the mean (**confidence**) and
+population standard deviation (**variability**) of p_true over the epochs 1..e, plus
+**correctness**, the fraction of those epochs in which the sample was classified right.
+One epoch gives variability 0, never NaN (the original's ddof=1 gives NaN there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class PTrueRecorder:
+    """Preallocated ``(n_samples, n_tasks)`` float32 device buffer of this epoch's p_true."""
+
+    def __init__(self, n_samples: int, n_tasks: int, device: torch.device | str) -> None:
+        self.buffer = torch.full((n_samples, n_tasks), float("nan"), device=device)
+
+    @torch.no_grad()
+    def record(self, index: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Store p_true of a batch: ``index`` ``(B,)`` sample ids, ``logits``/``targets`` ``(B, n_tasks)``."""
+        p = torch.sigmoid(logits.float())
+        self.buffer[index] = torch.where(targets > 0.5, p, 1.0 - p)
+
+    def epoch_values(self) -> np.ndarray:
+        """This epoch's p_true as ``(n_tasks, n_samples)`` float16 on the host (one copy)."""
+        return self.buffer.t().to(torch.float16).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class DataMap:
+    """Per-sample training dynamics of tasks, each array ``(n_tasks, n_samples)``."""
+
+    confidence: np.ndarray   # mean p_true over the epochs
+    variability: np.ndarray  # population std of p_true over the epochs
+    correctness: np.ndarray  # fraction of epochs with p_true > 0.5
+    n_epochs: int
+
+
+def data_map(p_true_epochs: Iterable[np.ndarray]) -> DataMap:
+    """Data map from p_true of successive epochs, each ``(n_tasks, n_samples)``.
+
+    Streams over the epochs with float64 running sums, so host memory stays
+    ``O(n_tasks × n_samples)`` whatever the number of epochs.
+    """
+    total = total_sq = correct = None
+    n = 0
+    for p in p_true_epochs:
+        p = np.asarray(p, dtype=np.float64)
+        if total is None:
+            total, total_sq, correct = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+        elif p.shape != total.shape:
+            raise ValueError(f"epoch {n + 1} has shape {p.shape}, earlier epochs {total.shape}")
+        total += p
+        total_sq += p * p
+        correct += p > 0.5
+        n += 1
+    if n == 0:
+        raise ValueError("a data map needs at least one recorded epoch")
+    confidence = total / n
+    # E[p²] − E[p]² can dip below zero by rounding; the clip keeps sqrt real (and 0 for one epoch).
+    variability = np.sqrt(np.clip(total_sq / n - confidence**2, 0.0, None))
+    return DataMap(confidence, variability, correct / n, n)

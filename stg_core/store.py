@@ -1,0 +1,232 @@
+"""Artifact store: one folder per run, JSON and .npy only, every write atomic.
+
+Layout under the store root (``--store``, env ``STG_STORE``, default ``cache/``)::
+
+    runs/<id>/spec.json                 the ExperimentSpec (plus library versions)
+    runs/<id>/status.json               state, epochs done, pid, heartbeat, error
+    runs/<id>/metrics.json              one row per finished epoch (loss, accuracy, F1 per task)
+    runs/<id>/samples/labels.npy        (N, n_tasks) uint8 task labels of the training samples
+    runs/<id>/samples/classes.npy       (N,) int64 original class of each sample (-1 for attributes)
+    runs/<id>/samples/indices.npy       (N,) int64 position in the dataset's training split
+    runs/<id>/datamaps/epoch_<e>.npy    (n_tasks, N) float16 p_true of epoch e (1-based)
+    runs/<id>/checkpoint.npz            weights + optimiser state of the last finished epoch
+    index/                              diskcache index (JSONDisk) run id -> summary
+
+Nothing is ever unpickled: arrays are loaded with ``allow_pickle=False`` and the diskcache
+index stores JSON. diskcache's default disk pickles, and even its ``JSONDisk`` unpickles any
+row whose mode column says "pickle" — so anyone who can write the index database could run
+code in the app. :class:`JSONOnlyDisk` refuses such rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import numpy as np
+
+from stg_core.config import ExperimentSpec
+
+_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+class JSONOnlyDisk(diskcache.JSONDisk):
+    """``JSONDisk`` that refuses pickled keys and values instead of unpickling them."""
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise ValueError("refusing a pickled key in the store index")
+        return super().get(key, raw)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode not in (diskcache.core.MODE_RAW, diskcache.core.MODE_BINARY):
+            raise ValueError(f"refusing a non-JSON entry (mode {mode}) in the store index")
+        return super().fetch(mode, filename, value, read)
+
+
+def default_store_root() -> Path:
+    return Path(os.environ.get("STG_STORE") or "cache")
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then ``os.replace`` it into place,
+    so a reader (or a process killed mid-write) never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+class ArtifactStore:
+    """Run folders under ``root`` (created with mode 0700)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_root()
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.root / "runs").mkdir(mode=0o700, exist_ok=True)
+
+    # ---- paths -------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        """Folder of ``run_id``; the id is checked so no path can escape the store."""
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise ValueError(f"invalid run id {run_id!r}: expected 12 hexadecimal digits")
+        return self.root / "runs" / run_id
+
+    def exists(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / "spec.json").exists()
+
+    def resolve(self, prefix: str) -> str:
+        """Full run id from a unique prefix (as ``git`` does for commits)."""
+        if _RUN_ID.match(prefix or "") and self.exists(prefix):
+            return prefix
+        matches = [r for r in self.run_ids() if r.startswith(prefix)] if prefix else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ValueError(f"no run {prefix!r} in {self.root}")
+        raise ValueError(f"run prefix {prefix!r} is ambiguous: {', '.join(matches)}")
+
+    def remove_partial_writes(self, run_id: str) -> int:
+        """Delete temporary files left by a process killed mid-write; return how many."""
+        stale = list(self.run_dir(run_id).rglob(".*.tmp"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def run_ids(self) -> list[str]:
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if _RUN_ID.match(p.name) and (p / "spec.json").exists())
+
+    # ---- spec and status ---------------------------------------------------------------
+    def save_spec(self, spec: ExperimentSpec, extra: dict[str, Any] | None = None) -> str:
+        """Create the run folder for ``spec`` (idempotent) and return its id."""
+        run_id = spec.run_id()
+        path = self.run_dir(run_id) / "spec.json"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_json(path, {"spec": spec.to_json(), **(extra or {})})
+            self.write_status(run_id, state="created", epochs_done=0, epochs=spec.train.epochs)
+        return run_id
+
+    def load_spec(self, run_id: str) -> ExperimentSpec:
+        return ExperimentSpec.from_json(read_json(self.run_dir(run_id) / "spec.json")["spec"])
+
+    def read_status(self, run_id: str) -> dict[str, Any]:
+        path = self.run_dir(run_id) / "status.json"
+        return read_json(path) if path.exists() else {"state": "missing", "epochs_done": 0}
+
+    def write_status(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into the run's status (with a fresh heartbeat) and index it."""
+        status = self.read_status(run_id) if (self.run_dir(run_id) / "status.json").exists() else {}
+        status.update(fields, heartbeat=time.time())
+        write_json(self.run_dir(run_id) / "status.json", status)
+        self._index_set(run_id, status)
+        return status
+
+    # ---- per-epoch artifacts -----------------------------------------------------------
+    def write_p_true(self, run_id: str, epoch: int, p_true: np.ndarray) -> None:
+        """Store p_true ``(n_tasks, N)`` of ``epoch`` (1-based) as float16."""
+        write_npy(self.run_dir(run_id) / "datamaps" / f"epoch_{epoch}.npy", p_true.astype(np.float16, copy=False))
+
+    def load_p_true(self, run_id: str, epoch: int) -> np.ndarray:
+        """p_true ``(n_tasks, N)`` float16 of ``epoch``; ``ValueError`` if it was not recorded."""
+        path = self.run_dir(run_id) / "datamaps" / f"epoch_{epoch}.npy"
+        if not path.exists():
+            raise ValueError(f"epoch {epoch} is not recorded for run {run_id} "
+                             f"(recorded: {self.recorded_epochs(run_id) or 'none'})")
+        return np.load(path, allow_pickle=False)
+
+    def iter_p_true(self, run_id: str, last_epoch: int) -> Iterator[np.ndarray]:
+        for e in range(1, last_epoch + 1):
+            yield self.load_p_true(run_id, e)
+
+    def recorded_epochs(self, run_id: str) -> list[int]:
+        folder = self.run_dir(run_id) / "datamaps"
+        if not folder.exists():
+            return []
+        found = (re.fullmatch(r"epoch_(\d+)\.npy", p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def write_metrics(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        write_json(self.run_dir(run_id) / "metrics.json", rows)
+
+    def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        path = self.run_dir(run_id) / "metrics.json"
+        return read_json(path) if path.exists() else []
+
+    def write_array(self, run_id: str, name: str, array: np.ndarray) -> None:
+        """A named array of the run (e.g. ``"samples/labels"``); ``name`` is a relative path."""
+        write_npy(self._array_path(run_id, name), array)
+
+    def read_array(self, run_id: str, name: str) -> np.ndarray:
+        return np.load(self._array_path(run_id, name), allow_pickle=False)
+
+    def _array_path(self, run_id: str, name: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*", name):
+            raise ValueError(f"invalid array name {name!r}")
+        return self.run_dir(run_id) / f"{name}.npy"
+
+    # ---- checkpoint --------------------------------------------------------------------
+    def save_checkpoint(self, run_id: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """One ``.npz`` holding every array plus ``meta`` as JSON bytes: a single atomic file,
+        so weights and the epoch they belong to can never disagree."""
+        payload = dict(arrays)
+        payload["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        _atomic_write(self.run_dir(run_id) / "checkpoint.npz", lambda f: np.savez(f, **payload))
+
+    def load_checkpoint(self, run_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        path = self.run_dir(run_id) / "checkpoint.npz"
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+        return arrays, meta
+
+    # ---- index -------------------------------------------------------------------------
+    def _index(self) -> diskcache.Cache:
+        return diskcache.Cache(str(self.root / "index"), disk=JSONOnlyDisk)
+
+    def _index_set(self, run_id: str, status: dict[str, Any]) -> None:
+        with self._index() as index:
+            index.set(run_id, status)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """One summary per run: id, dataset, tasks, epochs done / planned, state."""
+        out = []
+        with self._index() as index:
+            for run_id in self.run_ids():
+                status = index.get(run_id) or self.read_status(run_id)
+                spec = self.load_spec(run_id)
+                out.append({
+                    "id": run_id, "dataset": spec.dataset, "preset": spec.preset, "n_tasks": len(spec.tasks),
+                    "epochs_done": status.get("epochs_done", 0), "epochs": spec.train.epochs,
+                    "state": status.get("state", "unknown"),
+                })
+        return out
