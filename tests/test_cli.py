@@ -1,0 +1,120 @@
+"""The command line as users (and other parts of the product) call it: real subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.store import ArtifactStore
+from stg_core.training import train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["train", "--preset", "digits-g2", "--subset", "300", "--test-subset", "100", "-q"]
+
+
+def cli(*args: str, store: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "stg_core", *args, "--store", str(store)] if args[0] not in (
+        "presets", "datasets") else [sys.executable, "-m", "stg_core", *args], cwd=ROOT, capture_output=True,
+        text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_presets_and_datasets(tmp_path):
+    out = cli("presets", "-v", store=tmp_path).stdout
+    assert "cifar100-g3" in out and "digits-g2" in out and "Not round" in out
+    out = cli("datasets", "--data-root", str(tmp_path), store=tmp_path).stdout
+    assert "digits" in out and "available" in out
+    assert "cifar10" in out and "missing" in out and str(tmp_path) in out
+
+
+def test_train_reuse_runs_and_datamap(tmp_path):
+    first = cli(*TRAIN, "--epochs", "2", store=tmp_path)
+    run_id = first.stdout.strip().splitlines()[-1].removeprefix("run: ")
+    assert first.stdout.strip().splitlines()[-1] == f"run: {run_id}" and len(run_id) == 12
+    second = cli(*TRAIN, "--epochs", "2", store=tmp_path)
+    assert second.stdout.strip().splitlines()[-1] == f"run: {run_id}"
+    assert "reusing finished run" in second.stderr
+
+    runs = cli("runs", store=tmp_path).stdout
+    assert run_id in runs and "2/2 epochs" in runs and "completed" in runs
+
+    text = cli("datamap", run_id[:6], "--task", "Random", "--epoch", "1", store=tmp_path).stdout
+    assert "confidence" in text and "variability" in text
+    data = json.loads(cli("datamap", run_id, "--task", "Random", "--json", store=tmp_path).stdout)
+    assert data["epoch"] == 2 and data["n_samples"] == 300
+    assert len(data["confidence_values"]) == 300 and 0 <= min(data["variability_values"])
+
+    bad = cli("datamap", run_id, "--task", "nope", store=tmp_path, check=False)
+    assert bad.returncode == 2 and "no task 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("datamap", run_id, "--task", "Random", "--epoch", "9", store=tmp_path, check=False)
+    assert bad.returncode == 2 and "epoch 9 is not recorded" in bad.stderr
+
+
+def test_train_with_a_task_file_and_bad_inputs(tmp_path):
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps([{"name": "small", "classes": ["0", "1", "2"]}, {"name": "seven", "classes": ["7"]}]))
+    out = cli("train", "--dataset", "digits", "--tasks-file", str(tasks), "--subset", "200", "--epochs", "1", "-q",
+              store=tmp_path / "s").stdout
+    run_id = out.strip().splitlines()[-1].removeprefix("run: ")
+    assert ArtifactStore(tmp_path / "s").load_spec(run_id).task_names == ("small", "seven")
+
+    tasks.write_text(json.dumps([{"name": "x", "classes": ["cat"]}]))
+    bad = cli("train", "--dataset", "digits", "--tasks-file", str(tasks), store=tmp_path / "s", check=False)
+    assert bad.returncode == 2 and "unknown class 'cat'" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli(*TRAIN, "--epochs", "0", store=tmp_path / "s", check=False)
+    assert bad.returncode == 2 and "epochs=0" in bad.stderr
+    bad = cli("train", "--preset", "cifar10-g1", "--data-root", str(tmp_path), store=tmp_path / "s", check=False)
+    assert bad.returncode == 2 and "not found" in bad.stderr and str(tmp_path) in bad.stderr
+    assert ArtifactStore(tmp_path / "s").run_ids() == [run_id]  # failed attempts stored nothing
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("kill_after_epochs, extra_delay", [(1, 0.0), (2, 0.05), (3, 0.13)])
+def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_path, kill_after_epochs, extra_delay):
+    epochs = 5
+    spec = spec_from_preset("digits-g2", subset=300, test_subset=100, train=TrainConfig(epochs=epochs))
+    reference = ArtifactStore(tmp_path / "ref")
+    run_id = train_run(spec, reference)
+
+    store_dir = tmp_path / "killed"
+    store = ArtifactStore(store_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "stg_core", *TRAIN, "--epochs", str(epochs), "--store",
+                             str(store_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: store.exists(run_id) and store.read_status(run_id).get("epochs_done", 0) >= kill_after_epochs)
+        time.sleep(extra_delay)  # lands mid-epoch or mid-write
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    status = store.read_status(run_id)
+    assert status["state"] == "running" and status["epochs_done"] < epochs  # killed, not finished
+    # whatever was on disk at the kill is readable: no half-written artifact
+    for e in store.recorded_epochs(run_id):
+        assert store.load_p_true(run_id, e).shape == (15, 300)
+    assert store.load_checkpoint(run_id)[1]["epoch"] >= kill_after_epochs
+
+    resumed = cli(*TRAIN, "--epochs", str(epochs), store=store_dir)
+    assert resumed.stdout.strip().endswith(f"run: {run_id}") and "resuming run" in resumed.stderr
+    assert not list((store_dir / "runs" / run_id).rglob("*.tmp"))
+    assert store.read_status(run_id)["state"] == "completed"
+    for e in range(1, epochs + 1):
+        np.testing.assert_array_equal(store.load_p_true(run_id, e), reference.load_p_true(run_id, e))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(store.read_metrics(run_id)) == strip(reference.read_metrics(run_id))
