@@ -48,13 +48,26 @@ class DataMap:
 
 
 def data_map(p_true_epochs: Iterable[np.ndarray]) -> DataMap:
-    """Data map from p_true of successive epochs, each ``(n_tasks, n_samples)``.
+    """Data map from p_true of successive epochs 1..e, each ``(n_tasks, n_samples)``.
 
     Streams over the epochs with float64 running sums, so host memory stays
     ``O(n_tasks × n_samples)`` whatever the number of epochs.
     """
+    maps = data_maps_at(p_true_epochs, None)
+    if not maps:
+        raise ValueError("a data map needs at least one recorded epoch")
+    return maps[0]
+
+
+def data_maps_at(p_true_epochs: Iterable[np.ndarray], epochs: Iterable[int] | None) -> list[DataMap]:
+    """Data maps at each of ``epochs`` (1-based, ascending) in one pass over p_true of epochs
+    1, 2, ... (each ``(n_tasks, n_samples)``); ``None`` = only after the last epoch given."""
+    wanted = None if epochs is None else sorted(set(epochs))
+    if wanted is not None and (not wanted or wanted[0] < 1):
+        raise ValueError(f"epochs must be 1-based and non-empty, got {epochs!r}")
     total = total_sq = correct = None
     n = 0
+    out: list[DataMap] = []
     for p in p_true_epochs:
         p = np.asarray(p, dtype=np.float64)
         if total is None:
@@ -65,8 +78,18 @@ def data_map(p_true_epochs: Iterable[np.ndarray]) -> DataMap:
         total_sq += p * p
         correct += p > 0.5
         n += 1
-    if n == 0:
-        raise ValueError("a data map needs at least one recorded epoch")
+        if wanted is not None and n in wanted:
+            out.append(_snapshot(total, total_sq, correct, n))
+            if n == wanted[-1]:
+                break
+    if wanted is None:
+        return [_snapshot(total, total_sq, correct, n)] if n else []
+    if len(out) < len(wanted):
+        raise ValueError(f"epochs {wanted[len(out):]} are not recorded (only {n})")
+    return out
+
+
+def _snapshot(total: np.ndarray, total_sq: np.ndarray, correct: np.ndarray, n: int) -> DataMap:
     confidence = total / n
     # E[p²] − E[p]² can dip below zero by rounding; the clip keeps sqrt real (and 0 for one epoch).
     variability = np.sqrt(np.clip(total_sq / n - confidence**2, 0.0, None))

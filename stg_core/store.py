@@ -5,6 +5,7 @@ Layout under the store root (``--store``, env ``STG_STORE``, default ``cache/``)
     runs/<id>/spec.json                 the ExperimentSpec (plus library versions)
     runs/<id>/status.json               state, epochs done, pid, heartbeat, error
     runs/<id>/metrics.json              one row per finished epoch (loss, accuracy, F1 per task)
+    runs/<id>/dataset.json              class names, known super-groups, image shape
     runs/<id>/samples/labels.npy        (N, n_tasks) uint8 task labels of the training samples
     runs/<id>/samples/classes.npy       (N,) int64 original class of each sample (-1 for attributes)
     runs/<id>/samples/indices.npy       (N,) int64 position in the dataset's training split
@@ -148,6 +149,14 @@ class ArtifactStore:
         write_json(self.run_dir(run_id) / "status.json", status)
         self._index_set(run_id, status)
         return status
+
+    def write_dataset_info(self, run_id: str, info: dict[str, Any]) -> None:
+        """Class names, known super-groups and image shape of the run's dataset (``dataset.json``)."""
+        write_json(self.run_dir(run_id) / "dataset.json", info)
+
+    def read_dataset_info(self, run_id: str) -> dict[str, Any]:
+        path = self.run_dir(run_id) / "dataset.json"
+        return read_json(path) if path.exists() else {}
 
     # ---- per-epoch artifacts -----------------------------------------------------------
     def write_p_true(self, run_id: str, epoch: int, p_true: np.ndarray) -> None:

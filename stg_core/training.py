@@ -307,6 +307,10 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
         store.write_array(run_id, "samples/labels", labels.y_train)
         classes = dataset.y_train if dataset.kind == "classes" else np.full(len(dataset.y_train), -1)
         store.write_array(run_id, "samples/classes", classes.astype(np.int64))
+        store.write_dataset_info(run_id, {"name": dataset.name, "kind": dataset.kind,
+                                          "class_names": list(dataset.class_names),
+                                          "super_groups": dataset.super_groups,
+                                          "image_shape": list(dataset.image_shape), "source": dataset.source})
     data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
                                     apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
     model = seeded_model(spec, dataset.image_shape)

@@ -4,7 +4,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset
-from stg_core.datamaps import data_map
+from stg_core.datamaps import data_map, data_maps_at
 from stg_core.models import build_model
 from stg_core.store import ArtifactStore
 from stg_core.tasks import Task
@@ -174,3 +174,16 @@ def _assert_same_run(a: ArtifactStore, b: ArtifactStore, run_id: str, epochs: in
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k])
+
+
+def test_data_maps_at_several_epochs_in_one_pass():
+    rng = np.random.default_rng(1)
+    epochs = [rng.random((2, 30)).astype(np.float16) for _ in range(5)]
+    maps = data_maps_at(iter(epochs), [3, 1])
+    assert [m.n_epochs for m in maps] == [1, 3]
+    for m, e in zip(maps, [1, 3]):
+        ref = data_map(epochs[:e])
+        np.testing.assert_array_equal(m.confidence, ref.confidence)
+        np.testing.assert_array_equal(m.variability, ref.variability)
+    with pytest.raises(ValueError, match=r"epochs \[7\] are not recorded"):
+        data_maps_at(iter(epochs), [2, 7])
