@@ -1,0 +1,587 @@
+"""Task clustering on data maps: task vectors, an exact reduction, k-means and fuzzy memberships.
+
+STG-MTL represents each task by its data maps — per training sample, confidence and
+variability at one or more epochs — flattened into one long *task vector*, clusters the task
+vectors with k-means and turns the distances to the centroids into fuzzy memberships
+(paper eq. 2, fuzziness ``F``).
+
+The task vectors are long (``n_epochs × n_samples × 2`` columns, e.g. 500,000) but there are
+few tasks (tens to a thousand), so the work is split in two:
+
+1. :func:`reduce_task_vectors` maps the ``(n_tasks, D)`` vectors once to ``(n_tasks, r)`` with
+   ``r < n_tasks`` and every pairwise Euclidean distance preserved (a rotation of the centred
+   vectors onto the subspace they span). k-means with k-means++ seeding only ever looks at
+   distances between points and means of points, so it gives the same clusters, inertia and
+   point-to-centroid distances on the reduced matrix as on the original vectors.
+2. :func:`cluster_tasks` runs scikit-learn's ``KMeans`` on the reduced matrix plus the
+   memberships: milliseconds, so an app can re-cluster on every slider move.
+
+:class:`TaskClusterer` wraps both as a scikit-learn style estimator and caches the reduction,
+so ``set_params(n_clusters=...)`` followed by ``fit`` on the same array skips step 1.
+
+Alignment with known groups (the paper's Figures 5 and 8–11): :func:`task_groups`,
+:func:`alignment_scores`, :func:`group_membership_table`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.cluster import KMeans
+
+from stg_core.datamaps import DataMap, data_maps_at
+from stg_core.store import ArtifactStore
+from stg_core.tasks import Task
+
+REPRESENTATIONS = ("raw", "standardized", "pattern")
+SCALINGS = ("none", "standard")
+
+# float64 elements per column chunk when streaming over the task vectors (32 MiB per chunk).
+_CHUNK_ELEMENTS = 4 * 1024 * 1024
+# scikit-learn's default KMeans tol: relative to the mean per-feature variance of the data.
+_SKLEARN_TOL = 1e-4
+
+
+# --------------------------------------------------------------------------- task vectors
+
+def task_vectors(data_maps: Sequence[DataMap], representation: str = "raw") -> np.ndarray:
+    """Task vectors from data maps of the same tasks and samples at one or more epochs.
+
+    ``data_maps``: E data maps, each with ``confidence`` / ``variability`` ``(n_tasks, N)``.
+    Returns ``(n_tasks, E * N * 2)`` float32, laid out as the original STG-MTL code does: the
+    array ``(n_tasks, E, N, 2)`` with ``[..., 0]`` confidence and ``[..., 1]`` variability,
+    flattened per task (epoch-major, then sample, then the interleaved pair).
+
+    ``representation``:
+
+    - ``"raw"``: the paper's vectors, as above.
+    - ``"standardized"``: raw, then every column standardised across tasks (zero mean, unit
+      population variance; constant columns become 0).
+    - ``"pattern"``: ``[1 - confidence, variability]`` in the same layout, then each task's row
+      divided by its L2 norm (an all-zero row stays zero): compares *which* samples a task finds
+      hard rather than *how* hard the task is overall.
+    """
+    _check_representation(representation)
+    maps = list(data_maps)
+    if not maps:
+        raise ValueError("task_vectors needs at least one data map")
+    shape = np.shape(maps[0].confidence)
+    if len(shape) != 2:
+        raise ValueError(f"data map confidence must be (n_tasks, n_samples), got shape {shape}")
+    for i, m in enumerate(maps):
+        for name in ("confidence", "variability"):
+            if np.shape(getattr(m, name)) != shape:
+                raise ValueError(f"data map {i} has {name} of shape {np.shape(getattr(m, name))}, "
+                                 f"expected {shape} like data map 0")
+    n_tasks, n_samples = shape
+    out = np.empty((n_tasks, len(maps), n_samples, 2), dtype=np.float32)
+    for e, m in enumerate(maps):
+        conf = np.asarray(m.confidence)
+        out[:, e, :, 0] = (1.0 - conf) if representation == "pattern" else conf
+        out[:, e, :, 1] = m.variability
+    out = out.reshape(n_tasks, -1)
+    if representation == "standardized":
+        for sl in _column_chunks(out.shape):
+            out[:, sl] = _standardize_columns(out[:, sl].astype(np.float64))
+    elif representation == "pattern":
+        sq = np.zeros(n_tasks)
+        for sl in _column_chunks(out.shape):
+            c = out[:, sl].astype(np.float64)
+            sq += np.einsum("ij,ij->i", c, c)
+        norms = np.sqrt(sq)
+        nonzero = norms > 0
+        out[nonzero] /= norms[nonzero, None].astype(np.float32)
+    return out
+
+
+def load_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] | None = None,
+                      representation: str = "raw") -> np.ndarray:
+    """Task vectors ``(n_tasks, len(epochs) * N * 2)`` float32 of a stored run.
+
+    ``epochs``: 1-based epochs whose data maps (over epochs 1..e each) are concatenated, used in
+    ascending order without duplicates; ``None`` = every recorded epoch. ``ValueError`` names
+    an epoch that is not recorded. See :func:`task_vectors` for ``representation``.
+    """
+    _check_representation(representation)
+    recorded = store.recorded_epochs(run_id)
+    if epochs is None:
+        if not recorded:
+            raise ValueError(f"run {run_id} has no recorded epoch")
+        wanted = recorded
+    else:
+        wanted = []
+        for e in epochs:
+            if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)):
+                raise ValueError(f"epoch {e!r} is not an integer")
+            wanted.append(int(e))
+        if not wanted:
+            raise ValueError("epochs is empty: give at least one epoch (or None for all)")
+        wanted = sorted(set(wanted))
+        missing = [e for e in wanted if e not in recorded]
+        if missing:
+            raise ValueError(f"epoch {missing[0]} is not recorded for run {run_id} "
+                             f"(recorded: {_ranges(recorded) or 'none'})")
+    # data maps at epoch e need epochs 1..e: a hole below the last wanted epoch is also an error
+    holes = [e for e in range(1, wanted[-1] + 1) if e not in recorded]
+    if holes:
+        raise ValueError(f"epoch {holes[0]} is not recorded for run {run_id}, and the data map at "
+                         f"epoch {wanted[-1]} needs every epoch from 1")
+    maps = data_maps_at(store.iter_p_true(run_id, wanted[-1]), wanted)
+    return task_vectors(maps, representation)
+
+
+# --------------------------------------------------------------------------- exact reduction
+
+def reduce_task_vectors(x: np.ndarray, *, standardize: bool = False) -> np.ndarray:
+    """Exact reduction ``(n_tasks, D) -> (n_tasks, r)`` float64, ``r <= n_tasks - 1`` (at least 1).
+
+    All pairwise Euclidean distances between rows are preserved (to float64 rounding): the
+    rows are centred, their Gram matrix is accumulated in float64 over column chunks (memory
+    ``O(n_tasks² + n_tasks × chunk)``, the input is never copied whole), eigendecomposed, and
+    ``Y = V·sqrt(λ)`` keeps the eigenvalues above a tiny relative tolerance (the others are
+    zero up to rounding: the centred rows span at most ``n_tasks - 1`` dimensions). Columns
+    come in decreasing order of variance. Because k-means depends only on pairwise distances
+    and on centroids that are means of rows, clustering ``Y`` gives the clustering of ``x``.
+
+    ``standardize=True`` standardises each column across tasks first (as scikit-learn's
+    ``StandardScaler``; constant columns become 0), chunk by chunk, without a copy of ``x``.
+    ``ValueError`` for a non-2D, empty, non-numeric or non-finite ``x``.
+
+    Runs BLAS on one thread: the work is dominated by memory-bound conversion and centring,
+    and on a shared machine multi-threaded OpenBLAS was 15–25× *slower* (spinning threads
+    competing with other processes); single-threaded it takes ~0.5 s for 100 × 500,000 float32.
+    """
+    x = _check_vectors(x)
+    with _threadpool_controller().limit(limits=1):
+        return _reduce(x, standardize)
+
+
+def _reduce(x: np.ndarray, standardize: bool) -> np.ndarray:
+    n = x.shape[0]
+    gram = np.zeros((n, n))
+    for sl in _column_chunks(x.shape):
+        c = x[:, sl].astype(np.float64)
+        if not np.isfinite(c).all():
+            i, j = np.argwhere(~np.isfinite(c))[0]
+            raise ValueError(f"task vectors contain NaN or infinite values "
+                             f"(first at task {i}, column {sl.start + j}: {c[i, j]})")
+        if standardize:
+            c = _standardize_columns(c)
+        else:
+            c -= c.mean(axis=0)
+        gram += c @ c.T
+    gram = (gram + gram.T) / 2.0
+    eigval, eigvec = np.linalg.eigh(gram)
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    # Rounding puts the zero eigenvalues at about ±n·eps·λ_max; dropping one of them changes
+    # squared distances by at most 2λ, i.e. nothing measurable.
+    tiny = max(float(eigval[0]), 0.0) * n * np.finfo(np.float64).eps * 16
+    keep = eigval > tiny
+    if not keep.any():  # all tasks identical (or a single task): one zero column
+        return np.zeros((n, 1))
+    return np.ascontiguousarray(eigvec[:, keep] * np.sqrt(eigval[keep]))
+
+
+# --------------------------------------------------------------------------- memberships
+
+def fuzzy_memberships(distances: np.ndarray, fuzziness: float) -> np.ndarray:
+    """Fuzzy memberships of the paper's eq. 2 from task-to-centroid distances.
+
+    ``w_ij = d_ij^(-2/(F-1)) / Σ_k d_ik^(-2/(F-1))``, computed in log space as
+    ``softmax_j(-(2/(F-1)) · log d_ij)`` so that ``F`` close to 1 (e.g. 1.0001: nearly hard
+    assignments), large ``F`` (e.g. 1e6: nearly uniform) and tiny distances neither overflow
+    nor give NaN. A task at distance 0 from a centroid gets membership 1 there (split equally
+    between centroids at distance 0). ``distances`` ``(n_tasks, k)`` -> ``(n_tasks, k)``
+    float64, rows summing to 1. ``ValueError`` for ``F <= 1`` and for NaN, infinite or
+    negative distances.
+    """
+    fuzziness = _check_fuzziness(fuzziness)
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] < 1:
+        raise ValueError(f"distances must be (n_tasks, k) with k >= 1, got shape {d.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("distances contain NaN or infinite values")
+    if (d < 0).any():
+        raise ValueError(f"distances must not be negative (found {d.min()})")
+    zero = d == 0
+    with np.errstate(divide="ignore"):
+        logits = -(2.0 / (fuzziness - 1.0)) * np.log(d)
+    rows = ~zero.any(axis=1)
+    out = np.empty_like(d)
+    if rows.any():
+        z = logits[rows]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out[rows] = e / e.sum(axis=1, keepdims=True)
+    if not rows.all():
+        hits = zero[~rows].astype(np.float64)
+        out[~rows] = hits / hits.sum(axis=1, keepdims=True)
+    return out
+
+
+# --------------------------------------------------------------------------- clustering
+
+@dataclass(frozen=True)
+class ClusteringResult:
+    """One clustering of the tasks; all arrays read-only.
+
+    ``memberships`` ``(n_tasks, k)`` rows sum to 1; ``labels`` ``(n_tasks,)`` the k-means
+    labels (= argmax of the memberships, barring exact ties such as coinciding centroids when
+    there are duplicate tasks); ``inertia`` sum of squared distances to the closest
+    centroid; ``distances`` ``(n_tasks, k)`` Euclidean task-to-centroid distances;
+    ``cluster_centers`` ``(k, r)`` centroids in the space clustered (reduced space when
+    clustering a reduced matrix); ``n_iter`` Lloyd iterations of the best k-means run.
+    """
+
+    memberships: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    distances: np.ndarray
+    cluster_centers: np.ndarray
+    n_iter: int
+
+
+def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, random_state: int | None = 0,
+                  n_init: int = 3, *, n_features: int | None = None) -> ClusteringResult:
+    """k-means (scikit-learn ``KMeans``, k-means++ seeding, Lloyd) plus fuzzy memberships.
+
+    ``reduced``: ``(n_tasks, r)`` task vectors, typically from :func:`reduce_task_vectors`
+    (any task vectors work: clustering is done in whatever space is given). Cheap enough to
+    call on every slider move: reduce once, re-cluster often.
+
+    ``n_features``: the number of columns of the task vectors ``reduced`` came from.
+    scikit-learn's stopping tolerance is ``tol × mean per-column variance``; the reduction keeps
+    the total variance but not the number of columns, so passing ``n_features`` rescales
+    ``tol`` to give the same absolute tolerance — and so exactly the result of ``KMeans`` on the
+    original vectors. ``None``: ``reduced`` is taken as the vectors themselves.
+
+    Runs on one thread (BLAS and OpenMP): for matrices this small, thread start-up and
+    oversubscription of a busy machine cost far more than they bring (measured on 2 shared
+    cores: ~20× slower with 2 threads at 1,000 tasks), and the result no longer depends on the
+    thread count. ``ValueError`` names a bad ``n_clusters``, ``fuzziness`` or ``n_init``.
+    """
+    y = np.asarray(reduced)
+    if y.ndim != 2 or y.shape[0] == 0 or y.shape[1] == 0:
+        raise ValueError(f"reduced must be a non-empty 2D array (n_tasks, r), got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.floating):
+        y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError("reduced contains NaN or infinite values")
+    k = _check_n_clusters(n_clusters, y.shape[0])
+    fuzziness = _check_fuzziness(fuzziness)
+    if isinstance(n_init, (bool, np.bool_)) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise ValueError(f"n_init={n_init!r} must be a positive integer")
+    tol = _SKLEARN_TOL
+    if n_features is not None:
+        if not isinstance(n_features, (int, np.integer)) or n_features < 1:
+            raise ValueError(f"n_features={n_features!r} must be a positive integer")
+        tol = _SKLEARN_TOL * y.shape[1] / int(n_features)
+    km = KMeans(n_clusters=k, random_state=random_state, n_init=int(n_init), tol=tol)
+    with _threadpool_controller().limit(limits=1):
+        km.fit(y)
+        distances = _distances(y, km.cluster_centers_)
+    memberships = fuzzy_memberships(distances, fuzziness)
+    labels = km.labels_.astype(np.int64)
+    for a in (memberships, labels, distances, km.cluster_centers_):
+        a.flags.writeable = False
+    return ClusteringResult(memberships, labels, float(km.inertia_), distances, km.cluster_centers_,
+                            int(km.n_iter_))
+
+
+class TaskClusterer(BaseEstimator):
+    """STG-MTL task clustering: k-means on task vectors plus fuzzy memberships (eq. 2).
+
+    Parameters
+    ----------
+    n_clusters : number of clusters k, ``2 <= k <= n_tasks``.
+    fuzziness : F > 1 of eq. 2 (close to 1: hard assignments; large: uniform memberships).
+    scaling : ``"none"`` (the paper) or ``"standard"`` (each column of the task vectors
+        standardised across tasks before clustering).
+    random_state : seed of k-means++ (``KMeans(random_state=...)``).
+    n_init : k-means++ restarts; the best inertia wins (``KMeans(n_init=...)``). Default 3, not
+        10: measured in ``bench/recluster.py``, 10 restarts take ~40 ms per re-clustering of
+        100 tasks at k=20 (the sliders' budget is 20 ms) and 3 take ~18 ms; scikit-learn's own
+        default (``"auto"``) is a single k-means++ run.
+
+    ``fit`` clusters the exact reduction of the vectors (:func:`reduce_task_vectors`), which
+    gives the labels, inertia and distances ``KMeans`` gives on the vectors themselves, and
+    caches it: after ``set_params(n_clusters=..., fuzziness=...)``, ``fit`` on an array with the
+    same content (shape, dtype and SHA-1 of the bytes) skips the reduction.
+
+    Attributes after ``fit``: ``memberships_`` ``(n_tasks, k)``, ``labels_`` ``(n_tasks,)``,
+    ``inertia_``, ``distances_`` ``(n_tasks, k)``, ``cluster_centers_`` ``(k, r)`` in the reduced
+    space, ``reduced_`` ``(n_tasks, r)``, ``n_iter_``, ``n_features_in_``.
+    """
+
+    def __init__(self, n_clusters: int = 2, *, fuzziness: float = 2.0, scaling: str = "none",
+                 random_state: int | None = 0, n_init: int = 3) -> None:
+        self.n_clusters = n_clusters
+        self.fuzziness = fuzziness
+        self.scaling = scaling
+        self.random_state = random_state
+        self.n_init = n_init
+
+    def fit(self, task_vectors: np.ndarray, y: Any = None) -> "TaskClusterer":
+        """Cluster ``task_vectors`` ``(n_tasks, D)``; ``y`` is ignored. Returns ``self``."""
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; known scalings: {', '.join(SCALINGS)}")
+        x = _check_vectors(task_vectors)
+        _check_n_clusters(self.n_clusters, x.shape[0])
+        _check_fuzziness(self.fuzziness)
+        key = (x.shape, x.dtype.str, self.scaling, _fingerprint(x))
+        cached = getattr(self, "_reduction_cache", None)
+        if cached is not None and cached[0] == key:
+            reduced = cached[1]
+        else:
+            reduced = reduce_task_vectors(x, standardize=self.scaling == "standard")
+            reduced.flags.writeable = False
+            self._reduction_cache = (key, reduced)
+        result = cluster_tasks(reduced, self.n_clusters, self.fuzziness, self.random_state, self.n_init,
+                               n_features=x.shape[1])
+        self.reduced_ = reduced
+        self.memberships_ = result.memberships
+        self.labels_ = result.labels
+        self.inertia_ = result.inertia
+        self.distances_ = result.distances
+        self.cluster_centers_ = result.cluster_centers
+        self.n_iter_ = result.n_iter
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def fit_predict(self, task_vectors: np.ndarray, y: Any = None) -> np.ndarray:
+        """``fit`` then return ``labels_``."""
+        return self.fit(task_vectors).labels_
+
+
+# --------------------------------------------------------------------------- known groups
+
+def task_groups(task_names: Sequence[str], tasks: Sequence[Task],
+                super_groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    """Known group of each one-vs-rest class task, by task name.
+
+    A task of ``task_names`` (looked up by name in ``tasks``) gets a group when it is a
+    ``classes`` task with exactly one positive class and that class is in one of
+    ``super_groups`` (group name -> class names, as in the run's ``dataset.json``). Other
+    tasks (class sets, attributes, random, flipped, classes in no group) are absent.
+    ``ValueError`` for a name not in ``tasks`` or a class listed in two groups.
+    """
+    by_name = {t.name: t for t in tasks}
+    group_of: dict[str, str] = {}
+    for group, classes in (super_groups or {}).items():
+        for c in classes:
+            if c in group_of and group_of[c] != group:
+                raise ValueError(f"class {c!r} is in two super-groups: {group_of[c]!r} and {group!r}")
+            group_of[c] = group
+    out: dict[str, str] = {}
+    for name in task_names:
+        if name not in by_name:
+            raise ValueError(f"task {name!r} is not in the task set")
+        t = by_name[name]
+        if t.kind == "classes" and len(t.positives) == 1 and t.positives[0] in group_of:
+            out[name] = group_of[t.positives[0]]
+    return out
+
+
+def alignment_scores(labels: np.ndarray, groups: Sequence[str], *, n_permutations: int = 200,
+                     random_state: int = 0) -> dict[str, Any]:
+    """How well cluster ``labels`` ``(n,)`` match known ``groups`` ``(n,)``, with chance levels.
+
+    ``ari`` (scikit-learn's ``adjusted_rand_score``), ``nmi`` (``normalized_mutual_info_score``,
+    arithmetic normalisation) and ``purity`` (each cluster counted as its most frequent group:
+    sum of the column maxima of ``contingency_matrix(groups, labels)`` / n). ``chance`` holds,
+    per score, the mean and 95th percentile over ``n_permutations`` random permutations of
+    the labels (same cluster sizes), drawn from ``numpy.random.default_rng(random_state)``.
+    Returns ``{"ari", "nmi", "purity", "chance": {score: {"mean", "p95"}}, "n_tasks"}``.
+
+    The permutation scores use a vectorised computation of the same formulas from the
+    contingency tables (scikit-learn's per-call overhead would make 200 permutations take
+    seconds); it agrees with scikit-learn to rounding (tested).
+    """
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
+
+    labels = np.asarray(labels)
+    groups = np.asarray(list(groups))
+    if labels.ndim != 1 or labels.shape != groups.shape:
+        raise ValueError(f"labels {labels.shape} and groups {groups.shape} must be 1D of the same length")
+    if len(labels) < 2:
+        raise ValueError(f"alignment needs at least 2 tasks with a known group, got {len(labels)}")
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        raise ValueError(f"n_permutations={n_permutations!r} must be a positive integer")
+
+    ari = float(adjusted_rand_score(groups, labels))
+    nmi = float(normalized_mutual_info_score(groups, labels))
+    purity = float(contingency_matrix(groups, labels).max(axis=0).sum() / len(labels))
+    g_codes = np.unique(groups, return_inverse=True)[1].ravel()
+    l_codes = np.unique(labels, return_inverse=True)[1].ravel()
+    rng = np.random.default_rng(random_state)
+    perms = np.stack([rng.permutation(l_codes) for _ in range(int(n_permutations))])
+    null = _alignment_batch(g_codes, perms)
+    chance = {name: {"mean": float(v.mean()), "p95": float(np.percentile(v, 95))} for name, v in null.items()}
+    return {"ari": ari, "nmi": nmi, "purity": purity, "chance": chance, "n_tasks": int(len(labels))}
+
+
+def _alignment_batch(g: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """ARI, NMI (arithmetic) and purity of each row of ``labels`` ``(P, n)`` (codes 0..K-1)
+    against ``g`` ``(n,)`` (codes 0..G-1), as scikit-learn defines them, from the ``(P, G, K)``
+    contingency tables."""
+    p, n = labels.shape
+    n_g, n_k = int(g.max()) + 1, int(labels.max()) + 1
+    flat = (np.arange(p)[:, None] * (n_g * n_k) + g[None, :] * n_k + labels).ravel()
+    c = np.bincount(flat, minlength=p * n_g * n_k).reshape(p, n_g, n_k).astype(np.float64)
+    a, b = c.sum(axis=2), c.sum(axis=1)  # (P, G) group sizes, (P, K) cluster sizes
+
+    # ARI through the pair confusion matrix (sklearn.metrics.pair_confusion_matrix)
+    ss = (c * c).sum(axis=(1, 2))
+    tp = ss - n
+    fp = (b * b).sum(axis=1) - ss
+    fn = (a * a).sum(axis=1) - ss
+    tn = float(n) * n - fp - fn - ss
+    denom = (tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)
+    agree = (fn == 0) & (fp == 0)
+    ari = np.where(agree, 1.0, 2.0 * (tp * tn - fn * fp) / np.where(agree, 1.0, denom))
+
+    # NMI = MI / mean(H(groups), H(labels)); 1 when both are a single cluster, 0 when MI = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outer = a[:, :, None] * b[:, None, :]
+        terms = np.where(c > 0, c / n * np.log(n * c / np.where(outer > 0, outer, 1.0)), 0.0)
+        mi = np.clip(terms.sum(axis=(1, 2)), 0.0, None)
+
+        def entropy(sizes: np.ndarray) -> np.ndarray:
+            q = sizes / n
+            return -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
+
+        h = (entropy(a) + entropy(b)) / 2.0
+        single = ((a > 0).sum(axis=1) == 1) & ((b > 0).sum(axis=1) == 1)
+        nmi = np.where(single, 1.0, np.where(mi <= 1e-15, 0.0, mi / np.where(h > 0, h, 1.0)))
+    purity = c.max(axis=1).sum(axis=1) / n
+    return {"ari": ari, "nmi": nmi, "purity": purity}
+
+
+def group_membership_table(memberships: np.ndarray, task_names: Sequence[str], groups: Mapping[str, str]):
+    """Long table behind the paper's Figures 5 and 8–11 (a ``pandas.DataFrame``).
+
+    One row per task of ``task_names`` that has a group in ``groups`` (task name -> group):
+    columns ``group``, ``task``, ``cluster_0`` … ``cluster_{k-1}`` (memberships of row i of
+    ``memberships`` ``(n_tasks, k)``) and ``cluster`` (the argmax), sorted by group then task.
+    """
+    import pandas as pd
+
+    w = np.asarray(memberships, dtype=np.float64)
+    names = list(task_names)
+    if w.ndim != 2 or w.shape[0] != len(names):
+        raise ValueError(f"memberships of shape {w.shape} do not match {len(names)} task names")
+    unknown = [t for t in groups if t not in names]
+    if unknown:
+        raise ValueError(f"task {unknown[0]!r} of groups is not among the task names")
+    rows = [i for i, t in enumerate(names) if t in groups]
+    table = pd.DataFrame({"group": [groups[names[i]] for i in rows], "task": [names[i] for i in rows]})
+    for j in range(w.shape[1]):
+        table[f"cluster_{j}"] = w[rows, j]
+    table["cluster"] = w[rows].argmax(axis=1) if rows else np.zeros(0, dtype=np.int64)
+    return table.sort_values(["group", "task"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _check_representation(representation: str) -> None:
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"unknown representation {representation!r}; "
+                         f"known representations: {', '.join(REPRESENTATIONS)}")
+
+
+def _check_vectors(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"task vectors must be a non-empty 2D array (n_tasks, n_features), got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
+        raise ValueError(f"task vectors must be real numbers, got dtype {x.dtype}")
+    return x
+
+
+def _check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
+    if isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, (int, np.integer)):
+        raise ValueError(f"n_clusters={n_clusters!r} must be an integer")
+    if n_clusters < 2:
+        raise ValueError(f"n_clusters={n_clusters} must be at least 2: one cluster is no grouping")
+    if n_clusters > n_tasks:
+        raise ValueError(f"n_clusters={n_clusters} exceeds the number of tasks ({n_tasks})")
+    return int(n_clusters)
+
+
+def _check_fuzziness(fuzziness: Any) -> float:
+    try:
+        f = float(fuzziness)
+    except (TypeError, ValueError):
+        raise ValueError(f"fuzziness={fuzziness!r} must be a number greater than 1") from None
+    if not f > 1.0:  # also rejects NaN
+        raise ValueError(f"fuzziness={fuzziness!r} must be greater than 1")
+    return f
+
+
+def _column_chunks(shape: tuple[int, int]) -> list[slice]:
+    n, d = shape
+    step = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    return [slice(a, min(a + step, d)) for a in range(0, d, step)]
+
+
+def _standardize_columns(c: np.ndarray) -> np.ndarray:
+    """Columns of float64 ``c`` standardised in place (population std); constant columns -> 0,
+    with scikit-learn's test for "constant up to rounding"."""
+    n = c.shape[0]
+    mean = c.mean(axis=0)
+    c -= mean
+    var = np.einsum("ij,ij->j", c, c) / n
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = 1.0
+    c /= scale
+    c[:, constant] = 0.0
+    return c
+
+
+def _distances(y: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Euclidean distances ``(n, k)`` from direct differences (no ``|a|²+|b|²-2ab`` cancellation)."""
+    from scipy.spatial.distance import cdist
+
+    return cdist(np.asarray(y, dtype=np.float64), np.asarray(centers, dtype=np.float64))
+
+
+def _fingerprint(x: np.ndarray) -> str:
+    """SHA-1 of the array's bytes in C order (streamed; no full copy of a non-contiguous array)."""
+    h = hashlib.sha1(usedforsecurity=False)
+    if x.flags.c_contiguous:
+        h.update(memoryview(x).cast("B"))
+    else:
+        for row in x:
+            h.update(np.ascontiguousarray(row).tobytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller() -> Any:
+    # threadpoolctl inspects every loaded shared library when a controller is created (~7 ms
+    # here, more than a whole re-clustering); created once, limiting threads costs ~50 µs. The
+    # controller only describes the loaded libraries: results do not depend on this cache.
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _ranges(epochs: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
+    parts, i = [], 0
+    while i < len(epochs):
+        j = i
+        while j + 1 < len(epochs) and epochs[j + 1] == epochs[j] + 1:
+            j += 1
+        parts.append(str(epochs[i]) if i == j else f"{epochs[i]}-{epochs[j]}")
+        i = j + 1
+    return ", ".join(parts)
