@@ -122,7 +122,7 @@ class MultiTaskTrainer:
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
         self.pos_weight = torch.as_tensor(pos_weights(data.y_train.cpu().numpy()), dtype=torch.float32,
                                           device=self.device)
-        w = np.ones(n_tasks) if task_weights is None else np.asarray(task_weights, dtype=np.float64)
+        w = np.ones(n_tasks) if task_weights is None else np.array(task_weights, dtype=np.float64)
         if w.shape != (n_tasks,) or not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"task_weights must be {n_tasks} finite non-negative numbers")
         self.task_weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
@@ -236,36 +236,50 @@ class MultiTaskTrainer:
             self.scaler.load_state_dict(meta["scaler"])
 
 
-def init_heads(heads: torch.nn.Linear, task_keys: list[str], seed: int) -> None:
-    """Initialise head j from a generator seeded by ``(seed, task_keys[j])``, with the
-    distribution of ``nn.Linear``'s default (uniform ±1/√fan_in).
+def init_heads(heads: torch.nn.Linear, task_keys: list[tuple[str, float]], seed: int) -> None:
+    """Initialise head j as ``sign_j ×`` a draw from a generator seeded by ``(seed, key_j)``,
+    with the distribution of ``nn.Linear``'s default (uniform ±1/√fan_in).
 
     A head then depends on its task's definition, not on its position: two identical tasks
-    start (and stay) identical, and reordering the tasks permutes the heads.
+    start (and stay) identical, and reordering the tasks permutes the heads. A class-set task
+    and its exact complement share a key with opposite signs: "not A" starts as the mirror
+    image of "A". Their losses differ only by a constant factor (pos_weight is neg/pos for one,
+    pos/neg for the other), which Adam's per-parameter normalisation cancels, so the two heads
+    stay mirror images and the two tasks keep the same p_true — the paper's observation that
+    "Living being" and "Not living being" get identical memberships, without waiting for two
+    independently initialised heads to converge.
     """
     bound = 1.0 / math.sqrt(heads.in_features)
     with torch.no_grad():
-        for j, key in enumerate(task_keys):
+        for j, (key, sign) in enumerate(task_keys):
             digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
             generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-            row = torch.rand(heads.in_features + 1, generator=generator) * (2 * bound) - bound
+            row = (torch.rand(heads.in_features + 1, generator=generator) * (2 * bound) - bound) * sign
             heads.weight[j] = row[:-1]
             heads.bias[j] = row[-1]
 
 
-def task_key(task: Task) -> str:
-    """What defines a task's labels (its name excluded): equal keys, equal labels."""
-    return json.dumps([task.kind, sorted(task.positives), task.seed if task.kind in ("random", "flipped") else 0])
+def task_key(task: Task, class_names: tuple[str, ...] | list[str] | None = None) -> tuple[str, float]:
+    """What defines a task's labels, its name excluded, and a sign: equal keys, equal labels
+    (sign +1) or complementary labels (sign −1, class-set tasks when ``class_names`` is given)."""
+    if task.kind == "classes" and class_names:
+        positives = sorted(task.positives)
+        complement = sorted(set(class_names) - set(task.positives))
+        canonical = min(positives, complement)
+        return json.dumps(["classes", canonical, 0]), 1.0 if canonical == positives else -1.0
+    seed = task.seed if task.kind in ("random", "flipped") else 0
+    return json.dumps([task.kind, sorted(task.positives), seed]), 1.0
 
 
-def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int]) -> MultiHeadNet:
+def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int],
+                 class_names: tuple[str, ...] | list[str] | None = None) -> MultiHeadNet:
     """The initial model of ``spec`` for images ``(H, W, C)``: trunk from ``spec.train.seed``,
-    heads from :func:`init_heads`."""
+    heads from :func:`init_heads` (pass the dataset's ``class_names`` to mirror complements)."""
     h, w, c = image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
         model = build_model(spec.train.model, c, (h, w), len(spec.tasks))
-    init_heads(model.heads, [task_key(t) for t in spec.tasks], spec.train.seed)
+    init_heads(model.heads, [task_key(t, class_names) for t in spec.tasks], spec.train.seed)
     return model
 
 
@@ -313,7 +327,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                           "image_shape": list(dataset.image_shape), "source": dataset.source})
     data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
                                     apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
-    model = seeded_model(spec, dataset.image_shape)
+    model = seeded_model(spec, dataset.image_shape, dataset.class_names)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, weight_decay=spec.train.weight_decay,
                                batch_size=spec.train.batch_size, seed=spec.train.seed)
     start = 0
