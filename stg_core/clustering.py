@@ -247,9 +247,25 @@ class ClusteringResult:
     n_iter: int
 
 
+def canonical_order(x: np.ndarray) -> np.ndarray:
+    """Order in which :func:`cluster_tasks` hands the tasks ``x`` ``(n_tasks, d)`` to k-means:
+    farthest from the mean task first (ties keep their order).
+
+    k-means++ draws its seeds by row index, so the same tasks listed in another order could
+    land in another local optimum. Sorting by a property of each task's vector instead of its
+    position makes the clustering independent of how the tasks were listed: reordering the
+    tasks only permutes the memberships.
+    """
+    centred = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
+    return np.argsort(-np.einsum("ij,ij->i", centred, centred), kind="stable")
+
+
 def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, random_state: int | None = 0,
                   n_init: int = 3, *, n_features: int | None = None) -> ClusteringResult:
     """k-means (scikit-learn ``KMeans``, k-means++ seeding, Lloyd) plus fuzzy memberships.
+
+    The tasks go to ``KMeans`` in :func:`canonical_order`, so the result is that of ``KMeans``
+    on ``reduced[canonical_order(reduced)]``, mapped back to the given order.
 
     ``reduced``: ``(n_tasks, r)`` task vectors, typically from :func:`reduce_task_vectors`
     (any task vectors work: clustering is done in whatever space is given). Cheap enough to
@@ -283,11 +299,13 @@ def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, 
             raise ValueError(f"n_features={n_features!r} must be a positive integer")
         tol = _SKLEARN_TOL * y.shape[1] / int(n_features)
     km = KMeans(n_clusters=k, random_state=random_state, n_init=int(n_init), tol=tol)
+    order = canonical_order(y)
     with _threadpool_controller().limit(limits=1):
-        km.fit(y)
+        km.fit(y[order])
         distances = _distances(y, km.cluster_centers_)
     memberships = fuzzy_memberships(distances, fuzziness)
-    labels = km.labels_.astype(np.int64)
+    labels = np.empty(len(y), dtype=np.int64)
+    labels[order] = km.labels_
     for a in (memberships, labels, distances, km.cluster_centers_):
         a.flags.writeable = False
     return ClusteringResult(memberships, labels, float(km.inertia_), distances, km.cluster_centers_,
