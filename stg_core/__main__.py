@@ -161,6 +161,94 @@ def cmd_datamap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_epochs(text: str | None) -> tuple[int, ...] | None:
+    if text is None or text == "all":
+        return None
+    try:
+        return tuple(int(e) for e in text.split(","))
+    except ValueError:
+        raise ValueError(f"--epochs {text!r}: give 'all' or comma-separated epoch numbers like 1,5,10") from None
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from stg_core.clustering import TaskClusterer, alignment_scores, load_task_vectors, task_groups
+
+    store = _store(args)
+    run_id = store.resolve(args.run)
+    spec = store.load_spec(run_id)
+    representation, scaling = args.representation, args.scaling
+    vectors = load_task_vectors(store, run_id, _parse_epochs(args.epochs), representation)
+    fitted = TaskClusterer(args.k, fuzziness=args.fuzziness, scaling=scaling, random_state=args.seed).fit(vectors)
+    memberships, labels = fitted.memberships_, fitted.labels_
+    names = list(spec.task_names)
+    super_groups = store.read_dataset_info(run_id).get("super_groups")
+    alignment = None
+    if super_groups:
+        groups = task_groups(names, spec.tasks, super_groups)
+        if len(set(groups.values())) >= 2:
+            idx = [names.index(t) for t in groups]
+            alignment = alignment_scores(labels[idx], list(groups.values()), random_state=args.seed)
+    if args.json:
+        out = {"run": run_id, "k": args.k, "fuzziness": args.fuzziness, "representation": representation,
+               "scaling": scaling, "tasks": names, "memberships": memberships.round(6).tolist(),
+               "labels": labels.tolist(), "inertia": float(fitted.inertia_)}
+        if alignment is not None:
+            out["alignment"] = alignment
+        print(json.dumps(out))
+        return 0
+    order = sorted(range(len(names)), key=lambda i: (labels[i], -memberships[i, labels[i]], names[i]))
+    width = max(len(n) for n in names)
+    print(f"run {run_id}  k={args.k}  F={args.fuzziness}  representation={representation}  scaling={scaling}")
+    print(" " * (width + 2) + "cluster " + " ".join(f"{j:>6d}" for j in range(args.k)))
+    for i in order:
+        print(f"{names[i]:<{width}}  {labels[i]:>7d} " + " ".join(f"{m:6.3f}" for m in memberships[i]))
+    if alignment is not None:
+        c = alignment["chance"]
+        print(f"alignment with known groups ({alignment['n_tasks']} tasks): "
+              f"ARI {alignment['ari']:.3f} (chance {c['ari']['mean']:.3f}), NMI {alignment['nmi']:.3f} "
+              f"(chance {c['nmi']['mean']:.3f}), purity {alignment['purity']:.3f} (chance {c['purity']['mean']:.3f})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stg_core.evaluation import METHODS, EvaluationSpec, run_evaluation
+
+    store = _store(args)
+    run_id = store.resolve(args.run)
+    representation, scaling = args.representation, args.scaling
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    spec = EvaluationSpec(run_id, args.k, fuzziness=args.fuzziness, datamap_epochs=_parse_epochs(args.datamap_epochs),
+                          representation=representation, scaling=scaling, methods=methods,
+                          combination=args.combination, epochs=args.epochs, seed=args.seed)
+    spec.validate(len(store.load_spec(run_id).tasks))
+
+    def progress(message: str, step: int, n_steps: int) -> None:
+        if not args.quiet:
+            print(f"\r[{step}/{n_steps}] {message:40s}", end="\n" if step == n_steps else "", file=sys.stderr,
+                  flush=True)
+
+    results = run_evaluation(spec, store, device=args.device, progress=progress)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    names = results["task_names"]
+    done = [m for m in METHODS if m in results["methods"]]
+    print(f"run {run_id}  evaluation {results['evaluation_id']}  k={args.k}  F={args.fuzziness}  "
+          f"combination={args.combination}")
+    print(f"{'method':10s} {'train F1':>9s} {'test F1':>9s} {'models':>7s} {'seconds':>8s}")
+    for m in done:
+        r = results["methods"][m]
+        print(f"{m:10s} {r['mean_f1']['train'][-1]:9.4f} {r['mean_f1']['test'][-1]:9.4f} "
+              f"{r['models_trained']:7d} {r['seconds']:8.1f}")
+    width = max(len(n) for n in names)
+    print("\ntest F1 per task (last epoch)")
+    print(f"{'task':<{width}}  " + " ".join(f"{m:>9s}" for m in done))
+    for t, name in enumerate(names):
+        print(f"{name:<{width}}  " + " ".join(f"{results['methods'][m]['epochs'][-1]['test']['f1'][t]:9.4f}"
+                                             for m in done))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stg_core", description="STG-MTL Studio engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +292,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch", type=int, default=None, help="1-based; default the last recorded")
     p.add_argument("--json", action="store_true", help="print JSON with the per-sample arrays")
     p.set_defaults(func=cmd_datamap)
+
+    def grouping_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("run", help="run id (or a unique prefix)")
+        p.add_argument("--k", type=int, required=True, help="number of clusters")
+        p.add_argument("--fuzziness", type=float, default=2.0, help="F > 1 (paper: 2); larger = softer")
+        p.add_argument("--representation", default="raw", choices=("raw", "standardized", "pattern"),
+                       help="task vectors: the paper's raw data maps, standardised per feature, or the "
+                            "L2-normalised pattern of (1 - confidence, variability)")
+        p.add_argument("--scaling", default="none", choices=("none", "standard"),
+                       help="per-feature standardisation of the task vectors before k-means")
+        p.add_argument("--seed", type=int, default=0, help="k-means (and random grouping) seed")
+        p.add_argument("--json", action="store_true")
+
+    p = with_store(sub.add_parser("cluster", help="soft task clustering of a run's data maps"))
+    grouping_options(p)
+    p.add_argument("--epochs", default="all", help="data-map epochs used: all, or e.g. 1,5,10")
+    p.set_defaults(func=cmd_cluster)
+
+    p = with_store(sub.add_parser("evaluate", help="MTL / STL / STG-MTL / random grouping F1 on a run"))
+    grouping_options(p)
+    p.add_argument("--methods", default="mtl,stl,stg,stg-hard,random")
+    p.add_argument("--combination", default="probabilities", choices=("probabilities", "logits"),
+                   help="STG-MTL ensemble: weighted probabilities (paper text) or weighted logits (original code)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default: the run's)")
+    p.add_argument("--datamap-epochs", default="all", help="data-map epochs used for the clustering")
+    p.add_argument("--device", default="auto")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.data import dataset_status
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
 
@@ -118,3 +119,45 @@ def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_pa
         np.testing.assert_array_equal(store.load_p_true(run_id, e), reference.load_p_true(run_id, e))
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(store.read_metrics(run_id)) == strip(reference.read_metrics(run_id))
+
+
+def _trained(tmp_path: Path, *args: str) -> str:
+    out = cli(*args, "-q", store=tmp_path).stdout
+    return out.strip().splitlines()[-1].removeprefix("run: ")
+
+
+def test_cluster_and_evaluate_commands(tmp_path):
+    run_id = _trained(tmp_path, "train", "--preset", "digits-g2", "--subset", "300", "--test-subset", "100",
+                      "--epochs", "3")
+    text = cli("cluster", run_id, "--k", "3", store=tmp_path).stdout
+    assert "k=3" in text and "Random" in text and "alignment" not in text  # digits has no known groups
+    data = json.loads(cli("cluster", run_id, "--k", "3", "--fuzziness", "1.5", "--epochs", "1,3",
+                          "--representation", "pattern", "--json", store=tmp_path).stdout)
+    assert len(data["tasks"]) == 15 and np.array(data["memberships"]).shape == (15, 3)
+    np.testing.assert_allclose(np.array(data["memberships"]).sum(1), 1.0, atol=1e-5)
+    assert data["labels"] == np.array(data["memberships"]).argmax(1).tolist()
+    bad = cli("cluster", run_id, "--k", "16", store=tmp_path, check=False)
+    assert bad.returncode == 2 and "exceeds the number of tasks (15)" in bad.stderr
+    bad = cli("cluster", run_id, "--k", "3", "--epochs", "2,9", store=tmp_path, check=False)
+    assert bad.returncode == 2 and "9" in bad.stderr and "Traceback" not in bad.stderr
+
+    out = json.loads(cli("evaluate", run_id, "--k", "2", "--methods", "mtl,stg", "--epochs", "1", "--json", "-q",
+                         store=tmp_path).stdout)
+    assert set(out["methods"]) == {"mtl", "stg"} and out["methods"]["stg"]["models_trained"] == 2
+    text = cli("evaluate", run_id, "--k", "2", "--methods", "mtl,stg", "--epochs", "1", store=tmp_path).stdout
+    assert "mtl" in text and "stg" in text and "test F1 per task" in text
+    bad = cli("evaluate", run_id, "--k", "2", "--methods", "mtl,tag", store=tmp_path, check=False)
+    assert bad.returncode == 2 and "unknown method tag" in bad.stderr
+
+
+@pytest.mark.skipif(not dataset_status("fashion_mnist").available,
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; .ci/run does)")
+def test_cluster_reports_alignment_with_known_groups(tmp_path):
+    run_id = _trained(tmp_path, "train", "--preset", "fashion_mnist-g1", "--subset", "600", "--test-subset", "200",
+                      "--epochs", "2")
+    data = json.loads(cli("cluster", run_id, "--k", "3", "--json", store=tmp_path).stdout)
+    alignment = data["alignment"]
+    assert alignment["n_tasks"] == 10
+    for metric in ("ari", "nmi", "purity"):
+        assert metric in alignment and set(alignment["chance"][metric]) >= {"mean", "p95"}
+    assert "alignment with known groups" in cli("cluster", run_id, "--k", "3", store=tmp_path).stdout

@@ -1,0 +1,105 @@
+"""Background worker: ``python -m stg_core.worker RUN [--evaluation EVAL_ID] [--store DIR]``.
+
+Runs one job — the training of run RUN (spec already saved in the store), or one of its
+evaluations — in its own process, writing progress into the store's status files (at most
+about once a second) so the app can show it. SIGTERM or SIGINT stop the job between two steps
+of work and leave it resumable (state ``interrupted``); SIGKILL does too, since every artifact
+is written atomically and training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from types import FrameType
+
+from stg_core.store import ArtifactStore, write_json
+
+
+class _Throttle:
+    """Calls ``write`` at most every ``interval`` seconds (and always for the last step)."""
+
+    def __init__(self, write, interval: float = 1.0) -> None:
+        self.write, self.interval, self.last = write, interval, 0.0
+
+    def __call__(self, done: float, final: bool, **fields) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.interval:
+            self.last = now
+            self.write(done, **fields)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def run_training_job(store: ArtifactStore, run_id: str, device: str = "auto") -> None:
+    from stg_core.training import train_run
+
+    spec = store.load_spec(run_id)
+    started = time.time()
+
+    def write(done: float, **fields) -> None:
+        elapsed = time.time() - started
+        eta = elapsed / done * (1 - done) if done > 0 else None
+        store.write_status(run_id, progress=round(done, 4), eta_seconds=eta, **fields)
+
+    throttle = _Throttle(write)
+
+    def progress(epoch: int, n_epochs: int, batch: int, n_batches: int) -> None:
+        done = ((epoch - 1) + batch / n_batches) / n_epochs
+        throttle(done, batch == n_batches, epoch=epoch, batch=batch, n_batches=n_batches)
+        if batch == n_batches:
+            print(f"epoch {epoch}/{n_epochs} done", flush=True)
+
+    train_run(spec, store, device=device, progress=progress)
+    print(f"run: {run_id}", flush=True)
+
+
+def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, device: str = "auto") -> None:
+    from stg_core.evaluation import evaluation_dir, load_evaluation_spec, run_evaluation
+
+    spec = load_evaluation_spec(store, run_id, evaluation_id)
+    status_path = evaluation_dir(store, run_id, evaluation_id) / "status.json"
+
+    def write(done: float, message: str = "") -> None:
+        write_json(status_path, {"state": "running", "progress": round(done, 4), "message": message,
+                                 "heartbeat": time.time()})
+
+    throttle = _Throttle(write)
+
+    def progress(message: str, step: int, n_steps: int) -> None:
+        throttle(step / max(n_steps, 1), step == n_steps, message=message)
+        print(f"{message} ({step}/{n_steps})", flush=True)
+
+    run_evaluation(spec, store, device=device, progress=progress)
+    print(f"evaluation: {evaluation_id}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stg_core.worker")
+    parser.add_argument("run")
+    parser.add_argument("--evaluation", default=None, help="evaluation id (else: train the run)")
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    store = ArtifactStore(args.store)
+    try:
+        if args.evaluation:
+            run_evaluation_job(store, args.run, args.evaluation, args.device)
+        else:
+            run_training_job(store, args.run, args.device)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc}", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:  # the status file already holds the error; say it in the log too
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
