@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 
 from stg_core.datamaps import DataMap, data_maps_at
-from stg_core.store import ArtifactStore
+from stg_core.store import ArtifactStore, read_json, write_json
 from stg_core.tasks import Task
 
 REPRESENTATIONS = ("raw", "standardized", "pattern")
@@ -134,6 +135,31 @@ def load_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] |
                          f"epoch {wanted[-1]} needs every epoch from 1")
     maps = data_maps_at(store.iter_p_true(run_id, wanted[-1]), wanted)
     return task_vectors(maps, representation)
+
+
+def load_reduced_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] | None = None,
+                              representation: str = "raw", scaling: str = "none") -> tuple[np.ndarray, int]:
+    """The exact reduction of a run's task vectors and their original width ``D``, computed
+    once per (run, epochs, representation, scaling) and kept in the run folder
+    (``reduced/<key>.npy`` + ``.json``), so reopening a run re-clusters without reloading its
+    data maps. Pass ``n_features=D`` to :func:`cluster_tasks` for scikit-learn's exact result.
+    """
+    _check_representation(representation)
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown scaling {scaling!r}; known scalings: {', '.join(SCALINGS)}")
+    recorded = store.recorded_epochs(run_id)
+    wanted = recorded if epochs is None else sorted({int(e) for e in epochs})
+    key_text = json.dumps({"epochs": wanted, "representation": representation, "scaling": scaling})
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    meta_path = store.run_dir(run_id) / "reduced" / f"r{key}.json"
+    if meta_path.exists():
+        meta = read_json(meta_path)
+        return store.read_array(run_id, f"reduced/r{key}"), int(meta["n_features"])
+    x = load_task_vectors(store, run_id, epochs, representation)
+    reduced = reduce_task_vectors(x, standardize=scaling == "standard")
+    store.write_array(run_id, f"reduced/r{key}", reduced)
+    write_json(meta_path, {**json.loads(key_text), "n_features": int(x.shape[1])})
+    return reduced, int(x.shape[1])
 
 
 # --------------------------------------------------------------------------- exact reduction

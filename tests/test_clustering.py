@@ -423,3 +423,23 @@ def test_estimator_api():
     np.testing.assert_array_equal(clone(tc).fit_predict(x), tc.labels_)
     np.testing.assert_allclose(tc.memberships_.sum(axis=1), 1.0)
     np.testing.assert_array_equal(tc.memberships_.argmax(axis=1), tc.labels_)
+
+
+def test_reduction_is_cached_per_run_epochs_and_scaling(recorded, monkeypatch):
+    store, run_id, spec = recorded
+    calls = []
+    real = clustering.reduce_task_vectors
+    monkeypatch.setattr(clustering, "reduce_task_vectors", lambda x, **kw: calls.append(kw) or real(x, **kw))
+    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3])
+    again, _ = clustering.load_reduced_task_vectors(store, run_id, [3, 1])
+    assert len(calls) == 1 and np.array_equal(reduced, again) and n_features == 2 * 400 * 2
+    clustering.load_reduced_task_vectors(store, run_id, [1, 3], scaling="standard")
+    clustering.load_reduced_task_vectors(store, run_id, [1, 3], representation="pattern")
+    assert len(calls) == 3
+    x = load_task_vectors(store, run_id, [1, 3])
+    direct = TaskClusterer(3).fit(x)
+    fast = cluster_tasks(reduced, 3, n_features=n_features)
+    np.testing.assert_array_equal(fast.labels, direct.labels_)
+    np.testing.assert_allclose(fast.memberships, direct.memberships_, rtol=1e-9)
+    with pytest.raises(ValueError, match="unknown scaling"):
+        clustering.load_reduced_task_vectors(store, run_id, [1], scaling="minmax")
