@@ -16,6 +16,10 @@ from typing import Any
 
 from stg_core.tasks import Task, get_preset
 
+# Bumped whenever the training code changes what a spec produces (initialisation, batching,
+# recording): it is part of the run id, so a stored run is never reused across such a change.
+TRAINING_VERSION = 1
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -82,6 +86,7 @@ class ExperimentSpec:
         """Stable 12-hex-digit id: SHA-256 of the canonical JSON of the hashed fields."""
         obj = self.to_json()
         obj.pop("data_root")
+        obj["training_version"] = TRAINING_VERSION
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -8,7 +8,6 @@ Layout under the store root (``--store``, env ``STG_STORE``, default ``cache/``)
     runs/<id>/dataset.json              class names, known super-groups, image shape
     runs/<id>/samples/labels.npy        (N, n_tasks) uint8 task labels of the training samples
     runs/<id>/samples/classes.npy       (N,) int64 original class of each sample (-1 for attributes)
-    runs/<id>/samples/indices.npy       (N,) int64 position in the dataset's training split
     runs/<id>/datamaps/epoch_<e>.npy    (n_tasks, N) float16 p_true of epoch e (1-based)
     runs/<id>/checkpoint.npz            weights + optimiser state of the last finished epoch
     index/                              diskcache index (JSONDisk) run id -> summary

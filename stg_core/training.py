@@ -33,7 +33,7 @@ from stg_core.data import Dataset, load_dataset
 from stg_core.datamaps import PTrueRecorder
 from stg_core.models import MultiHeadNet, build_model, resolve_model_name
 from stg_core.store import ArtifactStore
-from stg_core.tasks import Task, apply_flips, build_labels
+from stg_core.tasks import Task, TaskLabels, apply_flips, build_labels
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -283,10 +283,10 @@ def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int],
     return model
 
 
-def load_spec_data(spec: ExperimentSpec, *, download: bool = False) -> tuple[Dataset, Any]:
-    """Dataset subset and task labels of ``spec``, with flips applied to the images."""
-    root = spec.data_root
-    dataset = load_dataset(spec.dataset, root=root, subset=spec.subset, test_subset=spec.test_subset,
+def load_spec_data(spec: ExperimentSpec, *, download: bool = False) -> tuple[Dataset, TaskLabels]:
+    """Dataset subset and task labels of ``spec`` (apply ``labels.flip_*`` to the images with
+    :func:`~stg_core.tasks.apply_flips` before training)."""
+    dataset = load_dataset(spec.dataset, root=spec.data_root, subset=spec.subset, test_subset=spec.test_subset,
                            seed=spec.data_seed, download=download)
     labels = build_labels(spec.tasks, dataset)
     return dataset, labels
@@ -316,7 +316,6 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                               "python": platform.python_version()}})
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
-    n_tasks = len(spec.tasks)
     if status.get("epochs_done", 0) == 0:
         store.write_array(run_id, "samples/labels", labels.y_train)
         classes = dataset.y_train if dataset.kind == "classes" else np.full(len(dataset.y_train), -1)
