@@ -39,7 +39,7 @@ import torch
 
 from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core.config import ExperimentSpec
-from stg_core.store import ArtifactStore, read_json, write_json
+from stg_core.store import ArtifactStore, read_json, update_status_file, write_json
 from stg_core.training import (MultiTaskTrainer, TrainingData, binary_counts, load_spec_data, resolve_device,
                                scores_from_counts, seeded_model)
 from stg_core.tasks import apply_flips
@@ -216,7 +216,7 @@ def save_evaluation_spec(spec: EvaluationSpec, store: ArtifactStore) -> str:
     folder = evaluation_dir(store, spec.run_id, eval_id)
     if not (folder / "spec.json").exists():
         write_json(folder / "spec.json", spec.to_json())
-        write_json(folder / "status.json", {"state": "created", "heartbeat": time.time()})
+        update_status_file(folder / "status.json", state="created")
     return eval_id
 
 
@@ -242,8 +242,7 @@ def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = 
     if existing is not None:
         return existing
     folder = evaluation_dir(store, spec.run_id, eval_id)
-    status = {"state": "running", "heartbeat": time.time()}
-    write_json(folder / "status.json", status)
+    update_status_file(folder / "status.json", state="running", error=None)
     try:
         ev = _Evaluator(spec, store, device, progress)
         memberships = grouping_memberships(spec, store)
@@ -270,9 +269,9 @@ def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = 
         results = {"evaluation_id": eval_id, "run_id": spec.run_id, "task_names": list(ev.run_spec.task_names),
                    "memberships": memberships.tolist(), "spec": spec.to_json(), "methods": methods}
         write_json(folder / "results.json", results)
-        write_json(folder / "status.json", {"state": "completed", "heartbeat": time.time()})
+        update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
         return results
     except BaseException as exc:
-        write_json(folder / "status.json", {"state": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                                            "error": f"{type(exc).__name__}: {exc}", "heartbeat": time.time()})
+        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
+                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise

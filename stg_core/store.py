@@ -79,6 +79,14 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def update_status_file(path: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into the JSON status at ``path`` with a fresh heartbeat (atomic)."""
+    status = read_json(path) if path.exists() else {}
+    status.update(fields, heartbeat=time.time())
+    write_json(path, status)
+    return status
+
+
 def write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
@@ -143,9 +151,7 @@ class ArtifactStore:
 
     def write_status(self, run_id: str, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into the run's status (with a fresh heartbeat) and index it."""
-        status = self.read_status(run_id) if (self.run_dir(run_id) / "status.json").exists() else {}
-        status.update(fields, heartbeat=time.time())
-        write_json(self.run_dir(run_id) / "status.json", status)
+        status = update_status_file(self.run_dir(run_id) / "status.json", **fields)
         self._index_set(run_id, status)
         return status
 

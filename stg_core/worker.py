@@ -15,7 +15,8 @@ import sys
 import time
 from types import FrameType
 
-from stg_core.store import ArtifactStore, write_json
+from stg_core import jobs
+from stg_core.store import ArtifactStore, update_status_file
 
 
 class _Throttle:
@@ -65,8 +66,7 @@ def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, de
     status_path = evaluation_dir(store, run_id, evaluation_id) / "status.json"
 
     def write(done: float, message: str = "") -> None:
-        write_json(status_path, {"state": "running", "progress": round(done, 4), "message": message,
-                                 "heartbeat": time.time()})
+        update_status_file(status_path, state="running", progress=round(done, 4), message=message)
 
     throttle = _Throttle(write)
 
@@ -84,9 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluation", default=None, help="evaluation id (else: train the run)")
     parser.add_argument("--store", default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-concurrent", type=int, default=1, help="workers allowed at once (queued jobs)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     store = ArtifactStore(args.store)
+    job = jobs.Job(args.run, args.evaluation)
+    code = 0
     try:
         if args.evaluation:
             run_evaluation_job(store, args.run, args.evaluation, args.device)
@@ -94,11 +97,27 @@ def main(argv: list[str] | None = None) -> int:
             run_training_job(store, args.run, args.device)
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc}", file=sys.stderr, flush=True)
-        return 130
-    except Exception as exc:  # the status file already holds the error; say it in the log too
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        _mark_if_running(store, job, "interrupted", f"stopped: {exc}")
+        code = 130
+    except Exception as exc:  # shown in the app from the status file, and in the log
+        message = f"{type(exc).__name__}: {exc}"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _mark_if_running(store, job, "failed", message)
+        code = 1
+    try:
+        jobs.refresh(store, max_concurrent=args.max_concurrent, device=args.device)  # start what was queued
+    except (OSError, ValueError) as exc:
+        print(f"warning: could not start queued jobs: {exc}", file=sys.stderr, flush=True)
+    return code
+
+
+def _mark_if_running(store: ArtifactStore, job: jobs.Job, state: str, error: str) -> None:
+    """Errors before the job wrote its own status (bad spec, missing data) still reach the app."""
+    try:
+        if jobs.read_status(store, job).get("state") in ("running", "created", "queued"):
+            jobs.write_job_status(store, job, state=state, error=error, pid=None)
+    except (OSError, ValueError):
+        pass  # no such job folder: nothing to mark
 
 
 if __name__ == "__main__":

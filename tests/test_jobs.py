@@ -1,0 +1,108 @@
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from stg_core import jobs
+from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset
+from stg_core.evaluation import EvaluationSpec, read_results, save_evaluation_spec
+from stg_core.store import ArtifactStore
+from stg_core.tasks import get_preset
+
+
+def _wait(store, job, states, timeout=240):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = jobs.read_status(store, job)
+        if status.get("state") in states:
+            return status
+        assert time.monotonic() < deadline, f"{job} still {status}"
+        time.sleep(0.1)
+
+
+def _spec(epochs=2, seed=0):
+    return spec_from_preset("digits-g1", subset=200, test_subset=60, train=TrainConfig(epochs=epochs, seed=seed))
+
+
+def test_same_job_submitted_twice_at_once_starts_one_worker(tmp_path):
+    store = ArtifactStore(tmp_path)
+    job = jobs.Job(store.save_spec(_spec()))
+    states = []
+    threads = [threading.Thread(target=lambda: states.append(jobs.submit(store, job))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(states) == ["running"] * 4
+    pid = jobs.read_status(store, job)["pid"]
+    status = _wait(store, job, ("completed", "failed"))
+    assert status["state"] == "completed", status
+    assert job.log_path(store).read_text().count("epoch 2/2 done") == 1  # one worker trained it
+    assert pid > 0 and jobs.submit(store, job) == "completed"  # a finished job is reused
+
+
+def test_queue_runs_jobs_one_after_the_other_and_evaluations_too(tmp_path):
+    store = ArtifactStore(tmp_path)
+    a, b = jobs.Job(store.save_spec(_spec(seed=1))), jobs.Job(store.save_spec(_spec(seed=2)))
+    assert jobs.submit(store, a, max_concurrent=1) == "running"
+    assert jobs.submit(store, b, max_concurrent=1) == "queued"
+    assert jobs.read_status(store, b)["state"] == "queued"
+    _wait(store, a, ("completed",))
+    _wait(store, b, ("completed",))  # started by a's worker when it finished
+
+    evaluation = jobs.Job(a.run_id, save_evaluation_spec(EvaluationSpec(a.run_id, 2, epochs=1, methods=("mtl", "stg")),
+                                                         store))
+    assert jobs.submit(store, evaluation) == "running"
+    _wait(store, evaluation, ("completed",))
+    assert read_results(store, a.run_id, evaluation.evaluation_id)["methods"]["stg"]["models_trained"] == 2
+    assert evaluation in jobs.all_jobs(store)
+
+
+def test_cancel_leaves_a_resumable_run_and_a_killed_worker_is_detected(tmp_path):
+    store = ArtifactStore(tmp_path)
+    job = jobs.Job(store.save_spec(_spec(epochs=40)))
+    queued = jobs.Job(store.save_spec(_spec(epochs=2, seed=5)))
+    jobs.submit(store, job)
+    assert jobs.submit(store, queued) == "queued"
+    assert jobs.cancel(store, queued) == "interrupted"  # dequeued, never started
+    _wait(store, job, ("running",))
+    deadline = time.monotonic() + 120
+    while store.read_status(job.run_id).get("epochs_done", 0) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert jobs.cancel(store, job) == "cancelling"
+    status = _wait(store, job, ("interrupted",))
+    assert 1 <= status["epochs_done"] < 40
+    assert jobs.read_status(store, queued)["state"] == "interrupted"  # cancelled stays cancelled
+
+    assert jobs.submit(store, job) == "running"  # resumes
+    deadline = time.monotonic() + 120
+    while store.read_status(job.run_id).get("epochs_done", 0) <= status["epochs_done"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(jobs.read_status(store, job)["pid"], signal.SIGKILL)  # a crash: no chance to clean up
+    time.sleep(0.5)
+    jobs.refresh(store)
+    dead = jobs.read_status(store, job)
+    assert dead["state"] == "interrupted" and "unexpectedly" in dead["error"]
+    assert jobs.submit(store, job) == "running"
+    assert _wait(store, job, ("completed",))["epochs_done"] == 40
+
+
+def test_a_failing_worker_reports_its_error(tmp_path):
+    store = ArtifactStore(tmp_path)
+    # a spec saved by hand whose dataset is missing: the worker fails, the status says why
+    spec = ExperimentSpec("cifar10", get_preset("cifar10-g1").tasks, TrainConfig(epochs=1),
+                          data_root=str(tmp_path / "nothing-here"))
+    job = jobs.Job(store.save_spec(spec))
+    jobs.submit(store, job)
+    status = _wait(store, job, ("failed",))
+    assert "not found" in status["error"] and str(tmp_path / "nothing-here") in status["error"]
+    assert "not found" in job.log_path(store).read_text()
+
+
+def test_submit_needs_a_saved_spec(tmp_path):
+    with pytest.raises(ValueError, match="no saved spec"):
+        jobs.submit(ArtifactStore(tmp_path), jobs.Job("0123456789ab"))
