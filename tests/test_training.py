@@ -187,3 +187,13 @@ def test_data_maps_at_several_epochs_in_one_pass():
         np.testing.assert_array_equal(m.variability, ref.variability)
     with pytest.raises(ValueError, match=r"epochs \[7\] are not recorded"):
         data_maps_at(iter(epochs), [2, 7])
+
+
+def test_channel_statistics_equal_the_float_computation():
+    from stg_core.training import channel_statistics
+
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (300, 5, 4, 3), dtype=np.uint8))
+    mean, std = channel_statistics(x, chunk=64)
+    xf = x.double() / 255
+    torch.testing.assert_close(mean, xf.mean(dim=(0, 1, 2)).float())
+    torch.testing.assert_close(std, xf.std(dim=(0, 1, 2)).float())
