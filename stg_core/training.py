@@ -84,7 +84,7 @@ def scores_from_counts(counts: np.ndarray) -> dict[str, list[float]]:
     return {"accuracy": ((tp + tn) / n).tolist(), "f1": f1.tolist(), "balanced_accuracy": ((tpr + tnr) / 2).tolist()}
 
 
-def channel_statistics(x_u8: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_statistics(x_u8: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std (ddof=1, floored at 1e-3) of uint8 images ``(N, H, W, C)``
     scaled to [0, 1], from a 256-bin histogram per channel built over chunks of images:
     float64-exact, and never more than ``chunk`` images converted at once."""
