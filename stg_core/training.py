@@ -138,7 +138,7 @@ class MultiTaskTrainer:
         cuda = self.device.type == "cuda"
         _, height, width, channels = data.x_train.shape
         # channels_last: always on CUDA; on CPU for colour images of 32 px and more, where
-        # bench/train_throughput.py measured 1.17x per batch (and a small loss on 8x8 digits).
+        # bench/train_throughput.py measured 1.15-1.25x per batch (and a small loss on 8x8 digits).
         self.channels_last = (cuda or (channels >= 3 and min(height, width) >= 32)) if channels_last is None \
             else channels_last
         use_amp = cuda if amp is None else amp
