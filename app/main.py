@@ -19,6 +19,7 @@ st.set_page_config(page_title="STG-MTL Studio", layout="wide")
 
 pages = [
     st.Page(str(ROOT / "pages" / "runs.py"), title="Runs", default=True),
+    st.Page(str(ROOT / "pages" / "clustering.py"), title="Clustering"),
 ]
 st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")
 st.navigation(pages).run()
