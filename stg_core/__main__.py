@@ -100,11 +100,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     store = _store(args)
     run_id = spec.run_id()
-    state = store.read_status(run_id).get("state") if store.exists(run_id) else None
-    if state == "completed":
+    status = store.read_status(run_id) if store.exists(run_id) else None
+    if status is not None and status.get("state") == "completed":
         print(f"reusing finished run {run_id}", file=sys.stderr)
-    elif state is not None:
-        print(f"resuming run {run_id} from epoch {store.read_status(run_id).get('epochs_done', 0)}", file=sys.stderr)
+    elif status is not None:
+        print(f"resuming run {run_id} from epoch {status.get('epochs_done', 0)}", file=sys.stderr)
     train_run(spec, store, device=args.device, progress=None if args.quiet else ProgressBar(),
               download=args.download)
     rows = store.read_metrics(run_id)

@@ -16,7 +16,7 @@ import time
 from types import FrameType
 
 from stg_core import jobs
-from stg_core.store import ArtifactStore, update_status_file
+from stg_core.store import ArtifactStore
 
 
 class _Throttle:
@@ -60,13 +60,13 @@ def run_training_job(store: ArtifactStore, run_id: str, device: str = "auto") ->
 
 
 def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, device: str = "auto") -> None:
-    from stg_core.evaluation import evaluation_dir, load_evaluation_spec, run_evaluation
+    from stg_core.evaluation import load_evaluation_spec, run_evaluation
 
     spec = load_evaluation_spec(store, run_id, evaluation_id)
-    status_path = evaluation_dir(store, run_id, evaluation_id) / "status.json"
+    job = jobs.Job(run_id, evaluation_id)
 
     def write(done: float, message: str = "") -> None:
-        update_status_file(status_path, state="running", progress=round(done, 4), message=message)
+        jobs.write_job_status(store, job, state="running", progress=round(done, 4), message=message)
 
     throttle = _Throttle(write)
 
