@@ -1,7 +1,7 @@
 """STG-MTL Studio — Streamlit entry point: ``streamlit run app/main.py``.
 
 Registers the pages of the top-level ``pages/`` folder explicitly (Streamlit's auto-discovery
-only looks beside this file) and draws the sidebar shared by every page.
+only looks beside this file) and draws the sidebar shared by every page: the active run.
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
+from app.state import PAGE_FILES, active_run_selector, store  # noqa: E402 - needs the path above
+
 st.set_page_config(page_title="STG-MTL Studio", layout="wide")
 
-pages = [
-    st.Page(str(ROOT / "pages" / "runs.py"), title="Runs", default=True),
-    st.Page(str(ROOT / "pages" / "clustering.py"), title="Clustering"),
+PAGES = [
+    st.Page(PAGE_FILES["experiment"], title="Experiment", default=True),
+    st.Page(PAGE_FILES["training"], title="Training"),
+    st.Page(PAGE_FILES["clustering"], title="Clustering"),
+    st.Page(PAGE_FILES["evaluation"], title="Evaluation"),
 ]
+navigation = st.navigation(PAGES)
 st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")
-st.navigation(pages).run()
+active_run_selector(store())
+navigation.run()

@@ -98,6 +98,29 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "stg-mtl" / "data"
 
 
+def allowed_data_roots() -> list[Path]:
+    """Folders a user may point the app at for dataset files: the default data root plus the
+    folders listed in ``$STG_DATA_ROOTS`` (separated by ``os.pathsep``)."""
+    extra = [Path(p).expanduser() for p in os.environ.get("STG_DATA_ROOTS", "").split(os.pathsep) if p]
+    return [default_data_root(), *extra]
+
+
+def check_data_root(path: str | os.PathLike) -> Path:
+    """``path`` resolved, if it is an existing folder inside one of :func:`allowed_data_roots`;
+    otherwise ``ValueError`` saying why (a local app still should not read arbitrary paths)."""
+    text = str(path).strip()
+    if not text:
+        raise ValueError("the data folder is empty")
+    resolved = Path(text).expanduser().resolve()
+    roots = [r.expanduser().resolve() for r in allowed_data_roots()]
+    if not any(resolved == r or r in resolved.parents for r in roots):
+        raise ValueError(f"{resolved} is outside the allowed data folders ({', '.join(map(str, roots))}); "
+                         "add it to STG_DATA_ROOTS to allow it")
+    if not resolved.is_dir():
+        raise ValueError(f"{resolved} is not an existing folder")
+    return resolved
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _check_name(name: str) -> None:
@@ -510,7 +533,12 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, subset: in
     root_path = Path(root).expanduser() if root is not None else None
     if name == "celeba":
         return _load_celeba(root_path, download, subset, test_subset, seed)
-    ds = _LOADERS[name](root_path, download)
+    return subset_dataset(_LOADERS[name](root_path, download), subset, test_subset, seed)
+
+
+def subset_dataset(ds: Dataset, subset: int | None = None, test_subset: int | None = None, seed: int = 0) -> Dataset:
+    """The seeded train / test subsets of ``ds`` that :func:`load_dataset` returns for the same
+    arguments (``None`` keeps a split whole)."""
     tr = _pick(len(ds.x_train), subset, seed, "subset")
     te = _pick(len(ds.x_test), test_subset, seed, "test_subset")
     if tr is None and te is None:

@@ -20,6 +20,7 @@ code in the app. :class:`JSONOnlyDisk` refuses such rows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -131,6 +132,18 @@ class ArtifactStore:
         runs = self.root / "runs"
         return sorted(p.name for p in runs.iterdir() if _RUN_ID.match(p.name) and (p / "spec.json").exists())
 
+    def save_upload(self, content: bytes, suffix: str = ".npz") -> Path:
+        """Store a user's uploaded file under ``uploads/`` by content hash (the same file
+        uploaded twice is stored once) and return its path."""
+        if not re.fullmatch(r"\.[a-z0-9]{1,8}", suffix):
+            raise ValueError(f"invalid file suffix {suffix!r}")
+        folder = self.root / "uploads"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        path = folder / f"{hashlib.sha256(content).hexdigest()[:20]}{suffix}"
+        if not path.exists():
+            _atomic_write(path, lambda f: f.write(content))
+        return path
+
     # ---- spec and status ---------------------------------------------------------------
     def save_spec(self, spec: ExperimentSpec, extra: dict[str, Any] | None = None) -> str:
         """Create the run folder for ``spec`` (idempotent) and return its id."""
@@ -179,6 +192,17 @@ class ArtifactStore:
     def iter_p_true(self, run_id: str, last_epoch: int) -> Iterator[np.ndarray]:
         for e in range(1, last_epoch + 1):
             yield self.load_p_true(run_id, e)
+
+    def load_task_p_true(self, run_id: str, task_index: int, epochs: list[int]) -> np.ndarray:
+        """p_true of one task at each of ``epochs``: ``(len(epochs), N)`` float16. Reads one row
+        per epoch file through a memory map, not the whole ``(n_tasks, N)`` array."""
+        rows = []
+        for e in epochs:
+            path = self.run_dir(run_id) / "datamaps" / f"epoch_{e}.npy"
+            if not path.exists():
+                raise ValueError(f"epoch {e} is not recorded for run {run_id}")
+            rows.append(np.array(np.load(path, mmap_mode="r", allow_pickle=False)[task_index]))
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float16)
 
     def recorded_epochs(self, run_id: str) -> list[int]:
         folder = self.run_dir(run_id) / "datamaps"

@@ -324,6 +324,40 @@ def load_spec_data(spec: ExperimentSpec, *, download: bool = False) -> tuple[Dat
     return dataset, labels
 
 
+def estimate_run_seconds(spec: ExperimentSpec, image_shape: tuple[int, int, int], n_train: int, n_test: int, *,
+                         device: str = "auto", steps: int = 3) -> float:
+    """Estimated wall time in seconds of training ``spec`` on ``n_train`` images ``(H, W, C)``.
+
+    Times ``steps`` real optimiser steps of the run's model on random data (after one warm-up
+    step) and scales by the number of batches per epoch, plus one evaluation pass per epoch at
+    about a third of a training step per image.
+    """
+    spec.train.validate()
+    dev = resolve_device(device)
+    h, w, c = image_shape
+    batch = min(spec.train.batch_size, n_train)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (batch, h, w, c), dtype=np.uint8)
+    y = rng.integers(0, 2, (batch, len(spec.tasks)), dtype=np.uint8)
+    data = TrainingData.from_arrays(x, y, x[:1], y[:1], dev)
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global generator alone
+        torch.manual_seed(0)
+        model = build_model(spec.train.model, c, (h, w), len(spec.tasks))
+    trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, batch_size=batch, seed=0, record=False)
+    trainer.train_epoch(1)  # warm-up: allocations, oneDNN kernel selection
+    t0 = time.perf_counter()
+    for epoch in range(steps):
+        trainer.train_epoch(epoch + 2)
+    per_image = (time.perf_counter() - t0) / (steps * batch)
+    return spec.train.epochs * per_image * (n_train + n_test / 3)
+
+
+def save_run_spec(store: ArtifactStore, spec: ExperimentSpec) -> str:
+    """Save ``spec`` with the library versions it runs under (idempotent); return the run id."""
+    return store.save_spec(spec, extra={"versions": {"torch": torch.__version__, "numpy": np.__version__,
+                                                     "python": platform.python_version()}})
+
+
 ProgressFn = Callable[[int, int, int, int], None]  # (epoch, n_epochs, batch, n_batches)
 
 
@@ -344,8 +378,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     dev = resolve_device(device)
     # Data and tasks are checked before anything is written: bad input leaves the store untouched.
     dataset, labels = load_spec_data(spec, download=download)
-    store.save_spec(spec, extra={"versions": {"torch": torch.__version__, "numpy": np.__version__,
-                                              "python": platform.python_version()}})
+    save_run_spec(store, spec)
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
     if status.get("epochs_done", 0) == 0:

@@ -1,0 +1,115 @@
+"""What every page shares: the store, the active run (sidebar) and settings kept in the URL.
+
+The active run lives in the query parameter ``run`` (so a link reproduces the view) and in
+session state (so it survives a page switch, which clears the query parameters). Page
+settings bound with :func:`url_default` / :func:`to_url` work the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from stg_core.jobs import refresh
+from stg_core.store import ArtifactStore
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Page scripts by name, as registered with ``st.navigation`` (``st.page_link`` takes these).
+PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("experiment", "training", "clustering", "evaluation")}
+
+GLOSSARY = """
+- **Task**: one binary classification problem on the dataset (e.g. "is it a 3?", "is it round?").
+- **p_true**: the probability the model gives to a sample's true label for a task, at one epoch.
+- **Data map**: for each training sample and one task, **confidence** (mean p_true over the
+  epochs so far) and **variability** (its standard deviation). Easy samples sit top-left,
+  hard-to-learn ones bottom-left, ambiguous ones to the right.
+- **Cluster**: a group of tasks whose data maps are close; one specialised model is trained
+  per cluster.
+- **Memberships**: how much each task belongs to each cluster (rows sum to 1); used as loss
+  weights for the specialised models.
+- **Fuzziness F** (> 1): near 1 memberships are almost hard (0/1), larger F spreads them out.
+"""
+
+
+def store() -> ArtifactStore:
+    """The artifact store (``STG_STORE`` or ``cache/``); jobs whose worker died are marked
+    interrupted and queued jobs started on the way."""
+    s = ArtifactStore()
+    refresh(s)
+    return s
+
+
+def run_label(run: dict[str, Any]) -> str:
+    return (f"{run['id']} · {run['preset'] or run['dataset']} · {run['n_tasks']} tasks · "
+            f"{run['epochs_done']}/{run['epochs']} epochs · {run['state']}")
+
+
+def active_run_selector(s: ArtifactStore) -> str | None:
+    """Sidebar select box of the store's runs; returns the active run id (``None`` without runs).
+
+    The first visit takes the run from the URL; later reruns keep the widget's own state."""
+    runs = s.list_runs()
+    if not runs:
+        st.sidebar.caption("No run yet: launch one from **Experiment**.")
+        return None
+    ids = [r["id"] for r in runs]
+    pending = st.session_state.pop("_pending_run", None)
+    if pending in ids:
+        st.session_state["active_run"] = pending
+    elif st.session_state.get("active_run") not in ids:
+        wanted = st.query_params.get("run")
+        st.session_state["active_run"] = wanted if wanted in ids else ids[0]
+    labels = {r["id"]: run_label(r) for r in runs}
+    chosen = st.sidebar.selectbox("Active run", ids, format_func=labels.get, key="active_run",
+                                  help="The training run that every page shows.")
+    st.query_params["run"] = chosen
+    return chosen
+
+
+def active_run() -> str | None:
+    """The active run id chosen in the sidebar (``None`` when the store has no run)."""
+    return st.session_state.get("active_run")
+
+
+def set_active_run(run_id: str) -> None:
+    """Make ``run_id`` the active run from the next rerun on (e.g. right after a launch)."""
+    st.session_state["_pending_run"] = run_id
+
+
+def url_default(name: str, default: T, cast: Callable[[str], T], allowed: Callable[[T], bool] = lambda v: True) -> T:
+    """Initial value of a setting: the URL's ``name`` when present and valid, else ``default``."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        return default
+    return value if allowed(value) else default
+
+
+def to_url(**settings: Any) -> None:
+    """Write page settings into the URL's query parameters."""
+    for name, value in settings.items():
+        st.query_params[name] = str(value)
+
+
+def flash(kind: str, message: str) -> None:
+    """A message for the next rerun (e.g. after ``st.rerun()``); ``kind``: success, info, error."""
+    st.session_state["_flash"] = (kind, message)
+
+
+def show_flash() -> None:
+    kind, message = st.session_state.pop("_flash", (None, None))
+    if kind:
+        getattr(st, kind)(message)
+
+
+def glossary() -> None:
+    with st.expander("Glossary"):
+        st.markdown(GLOSSARY)
