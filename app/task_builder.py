@@ -23,7 +23,7 @@ def describe(row: Mapping[str, Any]) -> str:
 def rows_table(rows: Sequence[Row]) -> pd.DataFrame:
     """The editable table: task name (editable), kind and definition (read-only)."""
     return pd.DataFrame({"task": [r["name"] for r in rows], "kind": [r["kind"] for r in rows],
-                         "definition": [describe(r) for r in rows]})
+                         "definition": [describe(r) for r in rows]}, dtype=object)
 
 
 def apply_edits(rows: Sequence[Row], editing: Mapping[str, Any] | None) -> list[Row]:

@@ -173,12 +173,15 @@ else:
     if error:
         st.error(error)
     rows = custom_all.get(dataset_name, [])
-    edited = st.data_editor(rows_table(rows), key=editor_key, num_rows="delete", hide_index=True,
+    if not rows:
+        st.info("No task yet: add class-set, random or flipped tasks above, or copy a preset's.")
+        st.stop()
+    st.data_editor(rows_table(rows), key=editor_key, num_rows="delete", hide_index=True,
                             disabled=["kind", "definition"], width="stretch",
                             column_config={"task": st.column_config.TextColumn("task", help="Click to rename")})
     tasks = to_tasks(apply_edits(rows, st.session_state.get(editor_key)))
     if not tasks:
-        st.info("No task yet: add class-set, random or flipped tasks above, or copy a preset's.")
+        st.info("Every task was removed: add some above.")
         st.stop()
 
 # ---- 3. training -----------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""The Streamlit app, rendered headless with AppTest (no browser)."""
+"""The app's Experiment and Training pages and its sidebar, rendered headless with AppTest."""
 
+import io
 from pathlib import Path
 
+import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.task_builder import apply_edits, new_task, to_tasks
+from stg_core import jobs
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
@@ -11,18 +16,204 @@ from stg_core.training import train_run
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
-def test_app_renders_with_an_empty_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("STG_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+def _app(store_root, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("STG_STORE", str(store_root))
+    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    return at.switch_page(f"../pages/{page}.py").run() if page else at
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """Record jobs.submit calls instead of starting worker processes."""
+    calls = []
+
+    def fake_submit(store, job, **kwargs):
+        calls.append(job)
+        return "running"
+
+    monkeypatch.setattr(jobs, "submit", fake_submit)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    store = ArtifactStore(tmp_path_factory.mktemp("store"))
+    run_id = train_run(spec_from_preset("digits-g2", subset=300, test_subset=80, train=TrainConfig(epochs=3)), store)
+    return store, run_id
+
+
+# ---- Experiment ---------------------------------------------------------------------------
+
+def test_experiment_is_the_landing_page_and_works_without_runs(tmp_path, monkeypatch):
+    at = _app(tmp_path / "store", monkeypatch)
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Experiment"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tasks"] == "10"  # digits-g1: one task per class
+    assert "Estimated training time" in metrics
+    assert any("No run yet" in c.value for c in at.sidebar.caption)
+
+
+def test_launch_saves_the_spec_submits_a_job_and_activates_the_run(tmp_path, monkeypatch, submitted):
+    at = _app(tmp_path / "store", monkeypatch)
+    at.selectbox(key="preset").set_value("digits-g2")
+    at.number_input(key="epochs").set_value(2)
+    at.number_input(key="subset").set_value(200).run()
+    run_id = at.metric[2].value
+    at.button(key="launch").click().run()
+    assert not at.exception
+    assert submitted == [jobs.Job(run_id)]
+    store = ArtifactStore(tmp_path / "store")
+    spec = store.load_spec(run_id)
+    assert (spec.preset, spec.train.epochs, spec.subset, len(spec.tasks)) == ("digits-g2", 2, 200, 15)
+    assert "versions" in (store.run_dir(run_id) / "spec.json").read_text()
+    assert at.sidebar.selectbox(key="active_run").value == run_id
+    assert at.query_params["run"] == run_id
+    assert any(run_id in s.value for s in at.success)
+
+
+def test_an_identical_finished_run_is_reused(trained, monkeypatch):
+    store, run_id = trained
+    at = _app(store.root, monkeypatch)
+    at.selectbox(key="preset").set_value("digits-g2")
+    at.number_input(key="epochs").set_value(3)
+    at.number_input(key="subset").set_value(300)
+    at.number_input(key="test_subset").set_value(80).run()
+    assert at.metric[2].value == run_id
+    assert any("already finished" in s.value for s in at.success)
+
+
+def _custom(at: AppTest) -> AppTest:
+    return at.radio(key="task_source").set_value("Custom").run()
+
+
+def test_task_builder_adds_class_random_and_flipped_tasks(tmp_path, monkeypatch, submitted):
+    at = _custom(_app(tmp_path / "store", monkeypatch))
+    assert any("No task yet" in i.value for i in at.info)
+    at.multiselect(key="new_classes").set_value(["0", "6", "8"])
+    at.text_input(key="new_name").set_value("Round").run()
+    at.button(key="add_classes").click().run()
+    at.button(key="add_random").click().run()
+    at.button(key="add_random").click().run()
+    at.button(key="add_flipped").click().run()
+    assert not at.exception and not at.error
+    assert at.metric[0].value == "4"
+    table = at.data_editor[0].value if hasattr(at, "data_editor") else None
+    if table is not None:
+        assert table["task"].tolist() == ["Round", "Random", "Random 2", "Downside"]
+    at.button(key="launch").click().run()
+    spec = ArtifactStore(tmp_path / "store").load_spec(submitted[0].run_id)
+    assert [(t.name, t.kind, t.seed) for t in spec.tasks] == [
+        ("Round", "classes", 0), ("Random", "random", 0), ("Random 2", "random", 1), ("Downside", "flipped", 0)]
+    assert spec.preset is None
+
+
+@pytest.mark.parametrize("classes, name, message", [
+    ([], "", "pick at least one class"),
+    ([str(d) for d in range(10)], "All", "every class as positive"),
+])
+def test_bad_task_definitions_show_an_error_and_launch_nothing(tmp_path, monkeypatch, submitted, classes, name, message):
+    at = _custom(_app(tmp_path / "store", monkeypatch))
+    at.multiselect(key="new_classes").set_value(classes)
+    at.text_input(key="new_name").set_value(name).run()
+    at.button(key="add_classes").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(b.key == "launch" for b in at.button)
+    assert submitted == [] and ArtifactStore(tmp_path / "store").run_ids() == []
+
+
+def test_duplicate_task_name_is_refused(tmp_path, monkeypatch):
+    at = _custom(_app(tmp_path / "store", monkeypatch))
+    for _ in range(2):
+        at.multiselect(key="new_classes").set_value(["1"])
+        at.text_input(key="new_name").set_value("One").run()
+        at.button(key="add_classes").click().run()
+    assert any("already exists" in e.value for e in at.error)
+    assert at.metric[0].value == "1"
+
+
+def test_task_file_upload_good_and_bad(tmp_path, monkeypatch):
+    at = _custom(_app(tmp_path / "store", monkeypatch))
+    at.file_uploader(key="tasks_file").set_value(("t.json", b"{not json", "application/json")).run()
+    at.button(key="add_file").click().run()
+    assert any("task file" in e.value for e in at.error)
+    good = b'[{"name": "Round", "classes": ["0", "6", "8", "9"]}, {"name": "Noise", "kind": "random"}]'
+    at.file_uploader(key="tasks_file").set_value(("t.json", good, "application/json")).run()
+    at.button(key="add_file").click().run()
+    assert not at.error and at.metric[0].value == "2"
+
+
+def test_task_table_renames_and_removes():
+    rows = [new_task("classes", [], ["1"])]
+    rows.append(new_task("random", rows))
+    rows.append(new_task("classes", rows, ["2", "3"], "Two or three"))
+    edited = apply_edits(rows, {"edited_rows": {0: {"task": " One "}}, "deleted_rows": [1], "added_rows": []})
+    assert [t.name for t in to_tasks(edited)] == ["One", "Two or three"]
+    assert apply_edits(rows, None) == rows
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_npz_upload_is_validated_before_it_reaches_the_store(tmp_path, monkeypatch):
+    at = _app(tmp_path / "store", monkeypatch)
+    at.selectbox(key="dataset").set_value("npz").run()
+    assert any("Upload an .npz" in i.value for i in at.info)
+    bad = _npz_bytes(x=np.zeros((20, 8, 8), np.float32), y=np.zeros(20, np.int64))
+    at.file_uploader(key="npz_upload").set_value(("bad.npz", bad, "application/octet-stream")).run()
+    assert not at.exception
+    assert any("uint8" in e.value for e in at.error), [e.value for e in at.error]
+    assert not (tmp_path / "store" / "uploads").exists() or not any((tmp_path / "store" / "uploads").iterdir())
+    rng = np.random.default_rng(0)
+    good = _npz_bytes(x=rng.integers(0, 255, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
+    at.file_uploader(key="npz_upload").set_value(("good.npz", good, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert len(list((tmp_path / "store" / "uploads").iterdir())) == 1
+
+
+def test_data_folder_outside_the_allowed_roots_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("STG_DATA", str(tmp_path / "data"))
+    at = _app(tmp_path / "store", monkeypatch)
+    at.selectbox(key="dataset").set_value("fashion_mnist")
+    at.text_input(key="data_root").set_value("/etc").run()
+    assert not at.exception
+    assert any("outside the allowed data folders" in e.value for e in at.error)
+
+
+# ---- Training ------------------------------------------------------------------------------
+
+def test_training_page_without_runs(tmp_path, monkeypatch):
+    at = _app(tmp_path / "store", monkeypatch, "training")
     assert not at.exception
     assert any("No training run yet" in i.value for i in at.info)
-    assert at.title[0].value == "Runs"
 
 
-def test_app_lists_a_finished_run(tmp_path, monkeypatch):
-    store = ArtifactStore(tmp_path / "store")
-    run_id = train_run(spec_from_preset("digits-g1", subset=200, train=TrainConfig(epochs=1)), store)
-    monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
-    assert not at.exception
-    assert run_id in at.dataframe[0].value["id"].tolist()
+def test_training_page_shows_progress_curves_and_data_maps(trained, monkeypatch):
+    store, run_id = trained
+    at = _app(store.root, monkeypatch, "training")
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key="active_run").value == run_id
+    assert "completed · epoch 3/3" in at.get("progress")[0].proto.text
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # curves + one data map
+    at.selectbox(key="task2").set_value("Random").run()
+    assert len(at.get("plotly_chart")) == 3  # two data maps side by side
+    assert at.query_params["task"] == at.selectbox(key="task").value
+
+
+def test_training_page_shows_a_failed_runs_error_and_resumes(trained, monkeypatch, submitted):
+    store, run_id = trained
+    status = store.read_status(run_id)
+    store.write_status(run_id, state="failed", error="RuntimeError: out of memory")
+    try:
+        at = _app(store.root, monkeypatch, "training")
+        assert not at.exception
+        assert any("out of memory" in e.value for e in at.error)
+        at.button(key="resume").click().run()
+        assert submitted == [jobs.Job(run_id)]
+    finally:
+        store.write_status(run_id, state=status["state"], error=None)
