@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
-from app.state import PAGE_FILES, active_run_selector, store  # noqa: E402 - needs the path above
+from app.state import PAGE_FILES, active_run_selector, demo_guide, store  # noqa: E402 - needs the path above
 
 st.set_page_config(page_title="STG-MTL Studio", layout="wide")
 
 PAGES = [
-    st.Page(PAGE_FILES["experiment"], title="Experiment", default=True),
+    st.Page(PAGE_FILES["overview"], title="Overview", default=True),
+    st.Page(PAGE_FILES["experiment"], title="Experiment"),
     st.Page(PAGE_FILES["training"], title="Training"),
     st.Page(PAGE_FILES["clustering"], title="Clustering"),
     st.Page(PAGE_FILES["evaluation"], title="Evaluation"),
@@ -28,4 +29,5 @@ PAGES = [
 navigation = st.navigation(PAGES)
 st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")
 active_run_selector(store())
+demo_guide(navigation.url_path)
 navigation.run()

@@ -20,7 +20,9 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Page scripts by name, as registered with ``st.navigation`` (``st.page_link`` takes these).
-PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("experiment", "training", "clustering", "evaluation")}
+PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py")
+              for name in ("overview", "experiment", "training", "clustering", "evaluation")}
+DEMO_STEPS = ("training", "clustering", "evaluation")
 
 GLOSSARY = """
 - **Task**: one binary classification problem on the dataset (e.g. "is it a 3?", "is it round?").
@@ -108,6 +110,36 @@ def show_flash() -> None:
     kind, message = st.session_state.pop("_flash", (None, None))
     if kind:
         getattr(st, kind)(message)
+
+
+def start_demo(s: ArtifactStore, name: str) -> str:
+    """Launch demo ``name`` (see :mod:`stg_core.demo`) and make its run the active one."""
+    from stg_core.demo import DEMOS
+    from stg_core.jobs import Job, submit
+    from stg_core.training import save_run_spec
+
+    demo = DEMOS[name]
+    run_id = save_run_spec(s, demo.spec)
+    state = submit(s, Job(run_id))
+    set_active_run(run_id)
+    st.session_state["demo"] = (name, run_id)
+    return state
+
+
+def demo_guide(page: str) -> None:
+    """While the active run is a demo's: the sentence saying what to look at on ``page`` and a
+    link to the next step (drawn in the sidebar, so pages need no demo code)."""
+    from stg_core.demo import DEMOS
+
+    name, run_id = st.session_state.get("demo", (None, None))
+    if name is None or run_id != active_run() or page not in DEMO_STEPS:
+        return
+    step = DEMO_STEPS.index(page)
+    box = st.sidebar.container(border=True)
+    box.markdown(f"**Demo · step {step + 1} of {len(DEMO_STEPS)}**  \n{DEMOS[name].guide[page]}")
+    if step + 1 < len(DEMO_STEPS):
+        nxt = DEMO_STEPS[step + 1]
+        box.page_link(PAGE_FILES[nxt], label=f"Next: {nxt.title()} →")
 
 
 def glossary() -> None:

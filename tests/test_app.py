@@ -16,10 +16,10 @@ from stg_core.training import train_run
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
-def _app(store_root, monkeypatch, page: str | None = None) -> AppTest:
+def _app(store_root, monkeypatch, page: str = "experiment") -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
     at = AppTest.from_file(MAIN, default_timeout=120).run()
-    return at.switch_page(f"../pages/{page}.py").run() if page else at
+    return at.switch_page(f"../pages/{page}.py").run()
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
 
 # ---- Experiment ---------------------------------------------------------------------------
 
-def test_experiment_is_the_landing_page_and_works_without_runs(tmp_path, monkeypatch):
+def test_experiment_page_works_without_runs(tmp_path, monkeypatch):
     at = _app(tmp_path / "store", monkeypatch)
     assert not at.exception and not at.error
     assert at.title[0].value == "Experiment"

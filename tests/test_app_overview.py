@@ -1,0 +1,79 @@
+"""The Overview page: explanation, live fuzziness example, demo button, claims panel."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from stg_core import jobs
+from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.demo import DEMOS
+from stg_core.store import ArtifactStore
+from stg_core.training import train_run
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def _overview(store_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("STG_STORE", str(store_root))
+    return AppTest.from_file(MAIN, default_timeout=120).run()
+
+
+def test_overview_is_the_landing_page_and_works_without_runs(tmp_path, monkeypatch):
+    at = _overview(tmp_path / "store", monkeypatch)
+    assert not at.exception and not at.error
+    assert at.title[0].value == "STG-MTL Studio"
+    assert any("Run the demo" in i.value for i in at.info)
+    assert [b.label for b in at.button][0] == "Run the demo"
+    assert {p.proto.page.rsplit("/", 1)[-1] for p in at.get("page_link")} >= {
+        "experiment", "training", "clustering", "evaluation"}
+
+
+def test_fuzziness_example_reacts_to_the_slider(tmp_path, monkeypatch):
+    at = _overview(tmp_path / "store", monkeypatch)
+
+    def middle_share():  # membership of the in-between task in its nearest cluster
+        fig = at.get("plotly_chart")[-1].proto.spec
+        import json
+        bars = json.loads(fig)["data"]
+        return max(float(bar["text"][1]) for bar in bars)
+
+    soft = middle_share()
+    at.slider(key="example_F").set_value(1.1).run()
+    hard = middle_share()
+    at.slider(key="example_F").set_value(5.0).run()
+    softest = middle_share()
+    assert softest < soft < hard and hard > 0.9
+
+
+def test_demo_button_launches_the_digits_demo_and_guides_the_user(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "submit", lambda store, job, **kw: calls.append(job) or "running")
+    at = _overview(tmp_path / "store", monkeypatch)
+    at.button(key="demo_digits").click().run()
+    assert not at.exception
+    demo = DEMOS["digits"]
+    assert calls == [jobs.Job(demo.spec.run_id())]
+    assert ArtifactStore(tmp_path / "store").load_spec(calls[0].run_id) == demo.spec
+    assert (demo.spec.preset, demo.spec.train.epochs) == ("digits-g2", 40)
+    assert at.title[0].value == "Training"
+    assert any("Demo · step 1 of 3" in m.value for m in at.sidebar.markdown)
+
+
+@pytest.fixture(scope="module")
+def g2_run(tmp_path_factory):
+    store = ArtifactStore(tmp_path_factory.mktemp("store"))
+    run_id = train_run(spec_from_preset("digits-g2", subset=500, train=TrainConfig(epochs=4)), store)
+    return store, run_id
+
+
+def test_claims_panel_shows_verdicts_on_a_finished_run(g2_run, monkeypatch):
+    store, _ = g2_run
+    at = _overview(store.root, monkeypatch)
+    assert not at.exception
+    table = at.dataframe[-1].value
+    verdicts = dict(zip(table["claim"], table["verdict"]))
+    assert verdicts["Exact complements get the same memberships"] == "✅ holds"
+    assert verdicts["Class tasks cluster along the known super-groups"] == "— not applicable"  # digits: none
+    assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"  # no evaluation yet
+    assert table["paper"].str.startswith("Section").all()
