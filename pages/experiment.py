@@ -153,7 +153,8 @@ else:
                                  "(one class = one-vs-rest)." if kind == "classes" else
                                  "The attribute column that labels the task.")
     new_name = c2.text_input("Task name", key="new_name", help="Leave empty for a name made from the classes.")
-    c3.button("Add task", key="add_classes", on_click=_add, args=(kind, tuple(picked), new_name))
+    c3.button("Add task", key="add_classes", on_click=_add, args=(kind, tuple(picked), new_name),
+              help="Add this task to the task set below (rename or remove it there).")
     b1, b2, b3 = st.columns(3)
     b1.button("Add random task", key="add_random", on_click=_add, args=("random",),
               help="Seeded Bernoulli(0.5) labels: a task related to nothing — it should end up alone.")
@@ -163,12 +164,13 @@ else:
         p1, p2 = st.columns([3, 1], vertical_alignment="bottom")
         copy_from = p1.selectbox("Copy tasks from a preset", [p.name for p in presets], key="copy_preset",
                                  help="Adds the preset's tasks (names already used are skipped).")
-        p2.button("Copy", key="add_preset", on_click=_add_preset, args=(copy_from,))
+        p2.button("Copy", key="add_preset", on_click=_add_preset, args=(copy_from,),
+                  help="Append the preset's tasks to your task set.")
     f1, f2 = st.columns([3, 1], vertical_alignment="bottom")
     f1.file_uploader("Task file (JSON)", type=["json"], key="tasks_file",
                      help='A list of tasks, e.g. [{"name": "Round", "classes": ["0", "6", "8", "9"]}, '
                           '{"name": "Noise", "kind": "random", "seed": 1}].')
-    f2.button("Add from file", key="add_file", on_click=_add_file)
+    f2.button("Add from file", key="add_file", on_click=_add_file, help="Append the file's tasks to your task set.")
     error = st.session_state.pop("task_builder_error", None)
     if error:
         st.error(error)
