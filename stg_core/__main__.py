@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stg_core.config import ExperimentSpec, TrainConfig
+from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig
 from stg_core.data import DATASET_NAMES, DatasetNotFoundError, dataset_status
 from stg_core.datamaps import data_map
 from stg_core.models import MODEL_NAMES
@@ -74,6 +74,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
     train = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        precision=args.precision,
                         seed=args.seed)
     if args.preset:
         preset = get_preset(args.preset)
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bf16 autocast on CUDA, and on CPUs with AMX for colour images >= 32 px")
     p.add_argument("--subset", type=int, default=None, help="training images kept (seeded)")
     p.add_argument("--test-subset", type=int, default=None, help="test images kept (seeded)")
     p.add_argument("--seed", type=int, default=0, help="weights, batch order, dropout")

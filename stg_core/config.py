@@ -21,6 +21,9 @@ from stg_core.tasks import Task, get_preset
 TRAINING_VERSION = 1
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one multi-task training run (paper setting: Adam, no schedule)."""
@@ -31,6 +34,7 @@ class TrainConfig:
     lr: float = 1e-3           # Adam learning rate
     weight_decay: float = 0.0  # L2 on all parameters (the original uses none)
     seed: int = 0              # initial weights, batch order and dropout masks
+    precision: str = "auto"    # "fp32", "bf16" (autocast), or "auto": see training.use_bf16_autocast
 
     def validate(self) -> None:
         from stg_core.models import MODEL_NAMES
@@ -45,6 +49,8 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr} must be positive")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay} must not be negative")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)

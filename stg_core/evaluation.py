@@ -40,8 +40,8 @@ import torch
 from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core.config import ExperimentSpec
 from stg_core.store import ArtifactStore, read_json, update_status_file, write_json
-from stg_core.training import (MultiTaskTrainer, TrainingData, binary_counts, load_spec_data, resolve_device,
-                               scores_from_counts, seeded_model)
+from stg_core.training import (MultiTaskTrainer, TrainingData, binary_counts, load_spec_data, precision_amp,
+                               resolve_device, scores_from_counts, seeded_model)
 from stg_core.tasks import apply_flips
 
 METHODS = ("mtl", "stl", "stg", "stg-hard", "random")
@@ -152,7 +152,7 @@ class _Evaluator:
         t = self.run_spec.train
         return MultiTaskTrainer(seeded_model(self.run_spec, self.image_shape, self.class_names), self.data, lr=t.lr,
                                 weight_decay=t.weight_decay, batch_size=t.batch_size, seed=t.seed,
-                                task_weights=weights, record=False)
+                                task_weights=weights, record=False, amp=precision_amp(t.precision))
 
     def train_unit(self, name: str, weights: np.ndarray, combine: np.ndarray) -> list[dict[str, Any]]:
         """Train ``m`` models with task weights ``(m, n_tasks)`` in lockstep and score the

@@ -120,6 +120,30 @@ class TrainingData:
         return cls(images_to_tensor(x_train, device), y(y_train), images_to_tensor(x_test, device), y(y_test))
 
 
+def cpu_has_amx() -> bool:
+    """Does this CPU have AMX bf16 tile units (Linux ``/proc/cpuinfo`` flag ``amx_bf16``)?"""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def use_mixed_precision(device: torch.device, image_shape: tuple[int, int, int]) -> bool:
+    """The ``precision="auto"`` rule: autocast on CUDA; on CPU only with AMX bf16 units and for
+    colour images of 32 px and more, where convolutions dominate — bench/train_throughput.py
+    measured about 2x per batch there; on 8x8 digits the gain is nil."""
+    if device.type == "cuda":
+        return True
+    h, w, c = image_shape
+    return device.type == "cpu" and c >= 3 and min(h, w) >= 32 and cpu_has_amx()
+
+
+def precision_amp(precision: str) -> bool | None:
+    """``TrainConfig.precision`` as the trainer's ``amp`` argument (None = the auto rule)."""
+    return {"auto": None, "fp32": False, "bf16": True}[precision]
+
+
 class MultiTaskTrainer:
     """Trains a :class:`MultiHeadNet` on all tasks at once with a per-task loss weight.
 
@@ -141,7 +165,7 @@ class MultiTaskTrainer:
         # bench/train_throughput.py measured 1.15-1.25x per batch (and a small loss on 8x8 digits).
         self.channels_last = (cuda or (channels >= 3 and min(height, width) >= 32)) if channels_last is None \
             else channels_last
-        use_amp = cuda if amp is None else amp
+        use_amp = use_mixed_precision(self.device, (height, width, channels)) if amp is None else amp
         # bf16 where the hardware has it (and always on CPU, where fp16 autocast is ~9x slower).
         bf16 = not cuda or torch.cuda.is_bf16_supported()
         self.amp_dtype = (torch.bfloat16 if bf16 else torch.float16) if use_amp else None
@@ -343,7 +367,8 @@ def estimate_run_seconds(spec: ExperimentSpec, image_shape: tuple[int, int, int]
     with torch.random.fork_rng(devices=[]):  # leave the caller's global generator alone
         torch.manual_seed(0)
         model = build_model(spec.train.model, c, (h, w), len(spec.tasks))
-    trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, batch_size=batch, seed=0, record=False)
+    trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, batch_size=batch, seed=0, record=False,
+                               amp=precision_amp(spec.train.precision))
     trainer.train_epoch(1)  # warm-up: allocations, oneDNN kernel selection
     t0 = time.perf_counter()
     for epoch in range(steps):
@@ -393,7 +418,8 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                     apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
     model = seeded_model(spec, dataset.image_shape, dataset.class_names)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, weight_decay=spec.train.weight_decay,
-                               batch_size=spec.train.batch_size, seed=spec.train.seed)
+                               batch_size=spec.train.batch_size, seed=spec.train.seed,
+                               amp=precision_amp(spec.train.precision))
     start = 0
     checkpoint = store.load_checkpoint(run_id)
     if checkpoint is not None:
@@ -403,6 +429,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     model_name = resolve_model_name(spec.train.model, dataset.image_shape[:2])
     store.write_status(run_id, state="running", epochs_done=start, epochs=spec.train.epochs, pid=os.getpid(),
                        device=str(dev), model=model_name, n_train=len(dataset.y_train),
+                       precision=str(trainer.amp_dtype).removeprefix("torch.") if trainer.amp_dtype else "float32",
                        n_test=len(dataset.y_test), error=None)
     try:
         for epoch in range(start + 1, spec.train.epochs + 1):

@@ -197,3 +197,25 @@ def test_channel_statistics_equal_the_float_computation():
     xf = x.double() / 255
     torch.testing.assert_close(mean, xf.mean(dim=(0, 1, 2)).float())
     torch.testing.assert_close(std, xf.std(dim=(0, 1, 2)).float())
+
+
+def test_precision_setting_and_its_auto_rule(tmp_path, monkeypatch):
+    import stg_core.training as training
+    from stg_core.config import TrainConfig, spec_from_preset
+    from stg_core.store import ArtifactStore
+
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        TrainConfig(precision="fp16").validate()
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: True)
+    assert training.use_mixed_precision(cpu, (32, 32, 3))
+    assert not training.use_mixed_precision(cpu, (8, 8, 1))      # digits: no gain, stays fp32
+    assert not training.use_mixed_precision(cpu, (28, 28, 1))
+    monkeypatch.setattr(training, "cpu_has_amx", lambda: False)
+    assert not training.use_mixed_precision(cpu, (32, 32, 3))
+    store = ArtifactStore(tmp_path)
+    for precision, recorded in (("fp32", "float32"), ("bf16", "bfloat16"), ("auto", "float32")):
+        spec = spec_from_preset("digits-g1", subset=100, train=TrainConfig(epochs=1, precision=precision))
+        run_id = training.train_run(spec, store)
+        assert store.read_status(run_id)["precision"] == recorded
+    assert len(set(store.run_ids())) == 3  # the precision is part of the run id
