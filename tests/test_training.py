@@ -219,3 +219,19 @@ def test_precision_setting_and_its_auto_rule(tmp_path, monkeypatch):
         run_id = training.train_run(spec, store)
         assert store.read_status(run_id)["precision"] == recorded
     assert len(set(store.run_ids())) == 3  # the precision is part of the run id
+
+
+def test_bf16_autocast_learns_like_fp32(tmp_path):
+    """Mixed precision changes rounding, not what is learned: same test F1 (to 0.05) and
+    closely correlated data maps as the fp32 run."""
+    from stg_core.config import TrainConfig, spec_from_preset
+    from stg_core.store import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    runs = {p: train_run(spec_from_preset("digits-g2", subset=800, train=TrainConfig(epochs=6, precision=p)), store)
+            for p in ("fp32", "bf16")}
+    f1 = {p: np.mean(store.read_metrics(r)[-1]["test"]["f1"]) for p, r in runs.items()}
+    assert f1["fp32"] > 0.6 and abs(f1["fp32"] - f1["bf16"]) < 0.05
+    maps = {p: data_map(store.iter_p_true(r, 6)) for p, r in runs.items()}
+    corr = np.corrcoef(maps["fp32"].confidence.ravel(), maps["bf16"].confidence.ravel())[0, 1]
+    assert corr > 0.9
