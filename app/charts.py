@@ -71,22 +71,26 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
     a play button step through the epochs; ``start`` is the epoch shown first (default last)."""
     epochs = list(epochs)
     first = epochs.index(start) if start in epochs else len(epochs) - 1
-    if categorical:
-        marker = {"size": 4, "color": [str(c) for c in color]}
-        groups = sorted({str(c) for c in color}, key=lambda s: (len(s), s))
-        palette = {g: _PALETTE[i % len(_PALETTE)] for i, g in enumerate(groups)}
-        marker["color"] = [palette[str(c)] for c in color]
+    hover = "variability %{x:.3f}<br>confidence %{y:.3f}<br>" + color_title + ": %{text}<extra></extra>"
+    if categorical:  # one trace per class, so the legend names the colours (and toggles classes)
+        labels = np.array([str(c) for c in color])
+        groups = sorted(set(labels.tolist()), key=lambda s: (len(s), s))
+        members = [np.flatnonzero(labels == g) for g in groups]
+
+        def traces(i: int) -> list[go.Scattergl]:
+            return [go.Scattergl(x=variability[i, m], y=confidence[i, m], mode="markers", name=g,
+                                 marker={"size": 4, "color": _PALETTE[j % len(_PALETTE)]}, text=labels[m],
+                                 hovertemplate=hover) for j, (g, m) in enumerate(zip(groups, members))]
     else:
         marker = {"size": 4, "color": color, "colorscale": "RdYlGn", "cmin": 0, "cmax": 1,
                   "colorbar": {"title": color_title}}
-    hover = [str(c) for c in color]
+        text = [f"{c:.2f}" for c in color]
 
-    def trace(i: int) -> go.Scattergl:
-        return go.Scattergl(x=variability[i], y=confidence[i], mode="markers", marker=marker, text=hover,
-                            hovertemplate=f"variability %{{x:.3f}}<br>confidence %{{y:.3f}}<br>{color_title}: "
-                                          "%{text}<extra></extra>", showlegend=False)
+        def traces(i: int) -> list[go.Scattergl]:
+            return [go.Scattergl(x=variability[i], y=confidence[i], mode="markers", marker=marker, text=text,
+                                 hovertemplate=hover, showlegend=False)]
 
-    fig = go.Figure(data=[trace(first)], frames=[go.Frame(data=[trace(i)], name=str(e)) for i, e in enumerate(epochs)])
+    fig = go.Figure(data=traces(first), frames=[go.Frame(data=traces(i), name=str(e)) for i, e in enumerate(epochs)])
     for name, region in DATAMAP_REGIONS.items():
         fig.add_shape(type="rect", x0=region["x"][0], x1=region["x"][1], y0=region["y"][0], y1=region["y"][1],
                       fillcolor=region["color"], line={"width": 0}, layer="below")

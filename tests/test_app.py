@@ -217,3 +217,22 @@ def test_training_page_shows_a_failed_runs_error_and_resumes(trained, monkeypatc
         assert submitted == [jobs.Job(run_id)]
     finally:
         store.write_status(run_id, state=status["state"], error=None)
+
+
+def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
+    from app.charts import datamap_animation, subsample
+
+    rng = np.random.default_rng(0)
+    conf, var = rng.random((3, 50)), rng.random((3, 50)) / 2
+    classes = np.array(["cat", "dog"] * 25)
+    fig = datamap_animation(conf, var, [1, 2, 5], classes, "class", categorical=True, title="Living being")
+    assert [f.name for f in fig.frames] == ["1", "2", "5"]
+    assert [t.name for t in fig.data] == ["cat", "dog"]                   # the last epoch is shown first
+    np.testing.assert_array_equal(fig.data[0].y, conf[2, classes == "cat"])
+    assert [s.label for s in fig.layout.sliders[0].steps] == ["1", "2", "5"]
+    continuous = datamap_animation(conf, var, [1, 2, 5], np.linspace(0, 1, 50), "correctness", categorical=False,
+                                   start=2)
+    assert len(continuous.data) == 1 and continuous.layout.sliders[0].active == 1
+    np.testing.assert_array_equal(continuous.data[0].x, var[1])
+    keep = subsample(50_000)
+    assert len(keep) == 10_000 and np.array_equal(keep, subsample(50_000)) and np.all(np.diff(keep) > 0)
