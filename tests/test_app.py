@@ -236,3 +236,19 @@ def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
     np.testing.assert_array_equal(continuous.data[0].x, var[1])
     keep = subsample(50_000)
     assert len(keep) == 10_000 and np.array_equal(keep, subsample(50_000)) and np.all(np.diff(keep) > 0)
+
+
+def test_settings_that_leave_a_task_without_positives_are_refused_and_nothing_stored_changes(trained, monkeypatch,
+                                                                                           submitted):
+    store, run_id = trained
+    at = _app(store.root, monkeypatch)
+    # (the landing page may add to the run's reduction cache, reduced/: derived, not stored work)
+    before = {p: p.stat().st_mtime_ns for p in store.run_dir(run_id).rglob("*") if p.is_file()}
+    at.selectbox(key="preset").set_value("digits-g2")
+    at.number_input(key="subset").set_value(3).run()  # 3 images cannot hold a positive for every task
+    assert not at.exception
+    assert at.error and "positive" in at.error[0].value, [e.value for e in at.error]
+    assert not any(b.key == "launch" for b in at.button) and submitted == []
+    assert store.run_ids() == [run_id]
+    after = {p: p.stat().st_mtime_ns for p in store.run_dir(run_id).rglob("*") if p.is_file()}
+    assert {p.name for p in after if after[p] != before.get(p)} == set()
