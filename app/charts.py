@@ -153,3 +153,150 @@ def fuzziness_example(memberships: np.ndarray, names: Sequence[str], fuzziness: 
                       title=f"memberships at F = {fuzziness:.2f}", xaxis={"range": [0, 1]},
                       yaxis={"autorange": "reversed"})
     return fig
+
+
+# ---- clustering: known groups and the task map ---------------------------------------------
+
+#: Lighter companions of ``_PALETTE`` (D3's category20), so up to 20 clusters get distinct colours.
+_PALETTE_LIGHT = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+                  "#dbdb8d", "#9edae5")
+
+
+def cluster_color(j: int) -> str:
+    """Colour of cluster ``j``, the same in every clustering figure (20 distinct, then repeating)."""
+    j %= len(_PALETTE) + len(_PALETTE_LIGHT)
+    return _PALETTE[j] if j < len(_PALETTE) else _PALETTE_LIGHT[j - len(_PALETTE)]
+
+
+def group_membership_bars(memberships: np.ndarray, task_names: Sequence[str], groups: dict[str, str],
+                          group: str) -> go.Figure:
+    """Grouped bars of the paper's Figures 5 and 8–11: for each task of the known ``group``, its
+    membership in each cluster (one bar per cluster, cluster colours as in :func:`task_map`).
+
+    ``memberships`` ``(n_tasks, k)`` rows in the order of ``task_names``; ``groups`` maps a task
+    name to its known group (as ``stg_core.clustering.task_groups`` returns). Tasks are drawn in
+    the order of ``task_names``. ``ValueError`` when no task belongs to ``group``.
+    """
+    w = np.asarray(memberships, dtype=np.float64)
+    names = list(task_names)
+    if w.ndim != 2 or w.shape[0] != len(names):
+        raise ValueError(f"memberships of shape {w.shape} do not match {len(names)} task names")
+    rows = [i for i, t in enumerate(names) if groups.get(t) == group]
+    if not rows:
+        raise ValueError(f"no task belongs to the known group {group!r}")
+    x = [names[i] for i in rows]
+    fig = go.Figure([go.Bar(name=f"cluster {j}", x=x, y=w[rows, j], marker_color=cluster_color(j),
+                            hovertemplate="%{x}<br>" + f"cluster {j}" + ": %{y:.3f}<extra></extra>")
+                     for j in range(w.shape[1])])
+    fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title=f"Memberships of the tasks of the known group “{group}”",
+                      yaxis={"title": "membership", "range": [0, 1]},
+                      xaxis={"type": "category"}, legend={"title": "cluster"})  # names like "3" stay labels
+    return fig
+
+
+def task_map(reduced: np.ndarray, task_names: Sequence[str], memberships: np.ndarray,
+             labels: np.ndarray | None = None, *, centers: np.ndarray | None = None,
+             show_names: bool | None = None) -> go.Figure:
+    """2-D map of the tasks coloured by cluster.
+
+    ``reduced`` ``(n_tasks, r)``: the exact reduction of the task vectors
+    (``stg_core.clustering.reduce_task_vectors``), whose columns are already the principal axes
+    of the centred task vectors in decreasing order of variance (``V·sqrt(λ)`` of the Gram
+    matrix's eigendecomposition). Its first two columns are therefore the tasks' first two
+    principal-component scores, so no separate PCA is run; a reduction with a single column
+    (all tasks on a line) is drawn at 0 on the second axis. The axis titles give each axis's
+    share of the total variance.
+
+    ``memberships`` ``(n_tasks, k)``; ``labels`` ``(n_tasks,)`` cluster of each task (default:
+    argmax of the memberships). Marker size and opacity grow with a task's largest membership
+    (a faint, small marker: a task shared between clusters). ``centers`` ``(k, r)``: cluster
+    centroids in the same space, drawn as crosses. ``show_names``: task names beside the
+    markers (default: when there are at most 40 tasks; hover shows them always).
+    """
+    y = np.asarray(reduced, dtype=np.float64)
+    w = np.asarray(memberships, dtype=np.float64)
+    names = list(task_names)
+    n = len(names)
+    if y.ndim != 2 or y.shape[0] != n or w.ndim != 2 or w.shape[0] != n:
+        raise ValueError(f"reduced {y.shape} and memberships {w.shape} must have one row per task ({n})")
+    labels = w.argmax(axis=1) if labels is None else np.asarray(labels)
+    xy = np.zeros((n, 2))
+    xy[:, :min(2, y.shape[1])] = y[:, :2]
+    total = float((y * y).sum())
+    share = [float((xy[:, a] ** 2).sum()) / total if total > 0 else 0.0 for a in range(2)]
+    k = w.shape[1]
+    top = w.max(axis=1)
+    # 0 = a task spread evenly over all clusters (1/k each), 1 = a task entirely in one cluster;
+    # the square root spreads out the low end, where soft memberships (F = 2) usually lie
+    certainty = np.sqrt(np.clip((top - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0)) if k > 1 else np.ones(n)
+    show = n <= 40 if show_names is None else show_names
+    fig = go.Figure()
+    for j in range(k):
+        m = np.flatnonzero(labels == j)
+        if not len(m):
+            continue
+        fig.add_trace(go.Scatter(
+            x=xy[m, 0], y=xy[m, 1], mode="markers+text" if show else "markers", name=f"cluster {j} ({len(m)})",
+            text=[names[i] for i in m], textposition="top center", customdata=top[m],
+            marker={"color": cluster_color(j), "size": 7 + 13 * certainty[m], "opacity": 0.4 + 0.6 * certainty[m],
+                    "line": {"width": 0.5, "color": "white"}},
+            hovertemplate="%{text}<br>" + f"cluster {j}" + ", membership %{customdata:.3f}<extra></extra>"))
+    if centers is not None:
+        c = np.asarray(centers, dtype=np.float64)
+        cxy = np.zeros((len(c), 2))
+        cxy[:, :min(2, c.shape[1])] = c[:, :2]
+        fig.add_trace(go.Scatter(
+            x=cxy[:, 0], y=cxy[:, 1], mode="markers", name="centroids", text=[f"cluster {j}" for j in range(len(c))],
+            marker={"symbol": "x-thin", "size": 14,
+                    "line": {"width": 2, "color": [cluster_color(j) for j in range(len(c))]}},
+            hovertemplate="centroid of %{text}<extra></extra>"))
+    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title="Tasks by cluster",
+                      xaxis={"title": f"principal axis 1 ({share[0]:.0%} of the variance)", "zeroline": False},
+                      yaxis={"title": f"principal axis 2 ({share[1]:.0%} of the variance)", "zeroline": False},
+                      legend={"title": "cluster (tasks)"})
+    return fig
+
+
+# ---- evaluation: F1 of the grouping methods ------------------------------------------------
+
+#: Display names of the evaluated methods (``stg_core.evaluation.METHODS``); the order fixes
+#: each method's colour, so a method looks the same whichever methods an evaluation compares.
+METHOD_LABELS = {"mtl": "MTL", "stl": "STL", "stg": "STG-MTL soft", "stg-hard": "STG-MTL hard",
+                 "random": "random grouping"}
+
+
+def method_label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def method_color(method: str) -> str:
+    known = list(METHOD_LABELS)
+    return _PALETTE[known.index(method) if method in known else len(known) + sum(map(ord, method)) % 5]
+
+
+def f1_curves(mean_f1: dict[str, dict[str, Sequence[float]]], epochs: Sequence[int] | None = None) -> go.Figure:
+    """Mean F1 over tasks per epoch, one colour per method: test solid, train dashed.
+
+    ``mean_f1[method] = {"train": [per epoch], "test": [per epoch]}`` (an evaluation's
+    ``results["methods"][method]["mean_f1"]``), every list as long as ``epochs`` (default
+    1, 2, ...). ``ValueError`` when a method lacks a split or a list has another length.
+    """
+    if not mean_f1:
+        raise ValueError("no method to draw")
+    n = len(epochs) if epochs is not None else len(next(iter(mean_f1.values())).get("test", []))
+    x = list(epochs) if epochs is not None else list(range(1, n + 1))
+    fig = go.Figure()
+    for method, curves in mean_f1.items():
+        for split, dash in (("test", "solid"), ("train", "dash")):
+            if split not in curves or len(curves[split]) != n:
+                raise ValueError(f"method {method!r}: {split} F1 needs one value per epoch ({n})")
+            fig.add_trace(go.Scatter(
+                x=x, y=list(curves[split]), mode="lines+markers", name=f"{method_label(method)} · {split}",
+                legendgroup=method, line={"color": method_color(method), "dash": dash},
+                marker={"size": 5}, hovertemplate="%{fullData.name}<br>epoch %{x}: F1 %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Mean F1 over tasks (test solid, train dashed)",
+                      xaxis={"title": "epoch", "dtick": 1 if n <= 20 else None},
+                      yaxis={"title": "mean F1"}, legend={"title": "method · split"})
+    return fig

@@ -8,36 +8,34 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import cluster_order, membership_heatmap
+from app.charts import cluster_order, group_membership_bars, membership_heatmap, task_map
+from app.state import active_run, glossary, to_url, url_default
 from stg_core.clustering import (REPRESENTATIONS, SCALINGS, alignment_scores, cluster_tasks,
                                  load_reduced_task_vectors, task_groups)
 from stg_core.store import ArtifactStore
 
 st.title("Clustering")
+glossary()
 store = ArtifactStore()
-runs = [r for r in store.list_runs() if r["epochs_done"] >= 1]
-if not runs:
-    st.info("No run with recorded data maps yet. Train one first, e.g. "
-            "`python -m stg_core train --preset digits-g2 --epochs 40`.")
+run_id = active_run()
+recorded = store.recorded_epochs(run_id) if run_id else []
+if not recorded:
+    st.info("No run with recorded data maps yet. Launch one from **Experiment** (e.g. the "
+            "`digits-g2` preset) and come back once an epoch has finished.")
     st.stop()
 
-ids = [r["id"] for r in runs]
-wanted = st.query_params.get("run")
-run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
-                      format_func=lambda i: next(f"{r['id']} · {r['preset'] or r['dataset']} · {r['n_tasks']} tasks · "
-                                                 f"{r['epochs_done']}/{r['epochs']} epochs" for r in runs if r["id"] == i),
-                      help="The training run whose data maps are clustered.")
-st.query_params["run"] = run_id
 spec = store.load_spec(run_id)
 names = list(spec.task_names)
-recorded = store.recorded_epochs(run_id)
 
 c1, c2, c3, c4 = st.columns(4)
-k = c1.slider("Clusters k", 2, min(len(names), 20), min(3, len(names)), key="k",
+max_k = min(len(names), 20)
+k = c1.slider("Clusters k", 2, max_k, url_default("k", min(3, max_k), int, lambda v: 2 <= v <= max_k), key="k",
               help="Number of task clusters (k-means on the tasks' data maps).")
-fuzziness = c2.slider("Fuzziness F", 1.05, 5.0, 2.0, 0.05, key="fuzziness",
+fuzziness = c2.slider("Fuzziness F", 1.05, 5.0, url_default("F", 2.0, float, lambda v: 1.05 <= v <= 5.0), 0.05,
+                      key="fuzziness",
                       help="F > 1; close to 1 gives nearly hard memberships, larger F softer ones (paper: 2).")
 representation = c3.selectbox("Representation", REPRESENTATIONS, key="representation",
+                              index=REPRESENTATIONS.index(url_default("rep", "raw", str, REPRESENTATIONS.__contains__)),
                               help="raw: the paper's data maps; standardized: per feature; pattern: which samples "
                                    "a task finds hard, not how hard it is overall.")
 scaling = c4.selectbox("Scaling", SCALINGS, key="scaling", help="Per-feature standardisation before k-means.")
@@ -46,11 +44,18 @@ epochs = st.multiselect("Data-map epochs", recorded, default=recorded, key="epoc
 if not epochs:
     st.error("Pick at least one epoch.")
     st.stop()
+to_url(k=k, F=fuzziness, rep=representation)
 
 
 @st.cache_data(show_spinner="Reducing the task vectors (once per setting)…", max_entries=16)
 def _reduced(root: str, run: str, chosen: tuple[int, ...], rep: str, scale: str) -> tuple[np.ndarray, int]:
     return load_reduced_task_vectors(ArtifactStore(root), run, chosen, rep, scale)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _alignment(labels: tuple[int, ...], known: tuple[str, ...]) -> dict:
+    # 200 label permutations for the chance levels; cached so that moving F (same labels) costs nothing
+    return alignment_scores(np.asarray(labels), list(known))
 
 
 try:
@@ -61,16 +66,33 @@ except ValueError as exc:
     st.stop()
 
 memberships = np.asarray(result.memberships)
-st.plotly_chart(membership_heatmap(memberships, names), key="heatmap")
+left, right = st.columns(2)
+left.plotly_chart(membership_heatmap(memberships, names), key="heatmap")
+right.plotly_chart(task_map(reduced, names, memberships, result.labels, centers=result.cluster_centers), key="task_map")
+right.caption("Each point is a task: its position is the first two principal axes of the task vectors "
+              "(the directions in which the tasks' data maps differ most), its colour the cluster, its size and "
+              "opacity its largest membership. Clusters that overlap here may still be apart in the other axes.")
 
 super_groups = store.read_dataset_info(run_id).get("super_groups")
 groups = task_groups(names, spec.tasks, super_groups) if super_groups else {}
 if len(set(groups.values())) >= 2:
-    scores = alignment_scores(result.labels[[names.index(t) for t in groups]], list(groups.values()))
+    st.subheader("Clusters against the known groups")
+    scores = _alignment(tuple(int(result.labels[names.index(t)]) for t in groups), tuple(groups.values()))
     cols = st.columns(3)
     for col, metric, label in zip(cols, ("ari", "nmi", "purity"), ("ARI", "NMI", "Purity")):
         col.metric(f"{label} vs known groups", f"{scores[metric]:.3f}",
                    help=f"Chance level (random permutations): {scores['chance'][metric]['mean']:.3f}")
+    sizes = {g: sum(1 for v in groups.values() if v == g) for g in set(groups.values())}
+    known = sorted(sizes, key=lambda g: (-sizes[g], g))  # largest groups first
+    group = st.selectbox("Known group", known, key="known_group",
+                         index=known.index(url_default("group", known[0], str, known.__contains__)),
+                         format_func=lambda g: f"{g} ({sizes[g]} task{'s' if sizes[g] > 1 else ''})",
+                         help="A group of classes the dataset itself defines (e.g. Fashion-MNIST's tops or "
+                              "footwear, CIFAR-100's superclasses). The bars show how each of its one-vs-rest "
+                              "tasks is shared among the clusters: a grouping that matches the known groups puts "
+                              "the tasks of one group in the same cluster.")
+    to_url(group=group)
+    st.plotly_chart(group_membership_bars(memberships, names, groups, group), key="group_bars")
 else:
     st.caption("This dataset has no known super-groups to compare the clusters with.")
 
@@ -80,8 +102,11 @@ table = pd.DataFrame(memberships[order], index=[names[i] for i in order],
 table.insert(0, "cluster", result.labels[order])
 st.dataframe(table, key="memberships")
 d1, d2 = st.columns(2)
-d1.download_button("Memberships (CSV)", table.to_csv().encode(), f"memberships_{run_id}_k{k}.csv", "text/csv")
+d1.download_button("Memberships (CSV)", table.to_csv().encode(), f"memberships_{run_id}_k{k}.csv", "text/csv",
+                   help="The table above: each task's cluster and its membership in every cluster (rows sum to 1).")
 d2.download_button("Memberships (JSON)", json.dumps({"run": run_id, "k": k, "fuzziness": fuzziness, "tasks": names,
                                                      "memberships": memberships.round(6).tolist(),
                                                      "labels": result.labels.tolist()}).encode(),
-                   f"memberships_{run_id}_k{k}.json", "application/json")
+                   f"memberships_{run_id}_k{k}.json", "application/json",
+                   help="Run, k, F, task names, memberships (n_tasks × k) and cluster labels, e.g. to use the "
+                        "memberships as loss weights elsewhere.")

@@ -63,3 +63,156 @@ def test_membership_heatmap_orders_tasks_by_cluster_and_keeps_names_as_labels():
     fig = membership_heatmap(m, ["0", "1", "2", "3"])
     assert list(fig.data[0].y) == ["1", "3", "0", "2"]  # cluster 0 by membership, then cluster 1
     assert fig.layout.yaxis.type == "category"
+
+
+# ---- known groups and the task map -----------------------------------------------------------
+
+def _write_synthetic_run(store: ArtifactStore, n_samples: int = 200, n_epochs: int = 3) -> str:
+    """A finished Fashion-MNIST G2 run (15 tasks) whose p_true is synthetic: the tasks of a known
+    group share a per-sample difficulty pattern. Written as training writes a run, without training."""
+    import numpy as np
+
+    from stg_core.data import _FASHION_SUPER, FASHION_MNIST_CLASSES
+
+    spec = spec_from_preset("fashion_mnist-g2", train=TrainConfig(epochs=n_epochs))
+    run_id = store.save_spec(spec)
+    store.write_dataset_info(run_id, {"name": "fashion_mnist", "kind": "classes",
+                                      "class_names": list(FASHION_MNIST_CLASSES),
+                                      "super_groups": {g: list(c) for g, c in _FASHION_SUPER.items()},
+                                      "image_shape": [28, 28, 1], "source": "synthetic"})
+    rng = np.random.default_rng(0)
+    patterns = {g: rng.normal(0, 2, n_samples) for g in _FASHION_SUPER}
+    group_of = {c: g for g, cs in _FASHION_SUPER.items() for c in cs}
+    logit = np.stack([patterns[group_of[t.positives[0]]] if t.kind == "classes" and len(t.positives) == 1
+                      else rng.normal(0, 2, n_samples) for t in spec.tasks])
+    logit += rng.normal(0, 0.3, logit.shape)
+    for epoch in range(1, n_epochs + 1):
+        store.write_p_true(run_id, epoch, 1 / (1 + np.exp(-logit * epoch / n_epochs)))
+    store.write_status(run_id, state="completed", epochs_done=n_epochs, epochs=n_epochs)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def grouped_store(tmp_path_factory):
+    store = ArtifactStore(tmp_path_factory.mktemp("grouped"))
+    _write_synthetic_run(store)
+    return store
+
+
+def _figure(at: AppTest, key: str) -> dict:
+    import json
+
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(charts) == 1, f"no single chart with key {key!r}"
+    return json.loads(charts[0].proto.spec)
+
+
+def test_group_membership_bars_for_a_run_with_known_groups(grouped_store, monkeypatch):
+    at = _clustering_page(grouped_store.root, monkeypatch)
+    assert not at.exception and not at.error
+    assert [m.label for m in at.metric] == ["ARI vs known groups", "NMI vs known groups", "Purity vs known groups"]
+    box = at.selectbox(key="known_group")
+    assert box.options[:2] == ["tops (4 tasks)", "footwear (3 tasks)"]  # largest group first
+    assert box.value == "tops" and at.query_params["group"] == "tops"
+    bars = _figure(at, "group_bars")["data"]
+    assert [b["name"] for b in bars] == ["cluster 0", "cluster 1", "cluster 2"]  # one bar per cluster (k = 3)
+    assert bars[0]["x"] == ["T-shirt/top", "Pullover", "Coat", "Shirt"]
+    box.set_value("footwear").run()
+    assert not at.exception
+    bars = _figure(at, "group_bars")["data"]
+    assert bars[0]["x"] == ["Sandal", "Sneaker", "Ankle boot"]
+    assert at.query_params["group"] == "footwear"
+    at.slider(key="k").set_value(5).run()
+    assert len(_figure(at, "group_bars")["data"]) == 5
+    assert at.selectbox(key="known_group").value == "footwear"  # kept across re-clustering
+
+
+def test_changing_k_recolours_the_task_map(grouped_store, monkeypatch):
+    at = _clustering_page(grouped_store.root, monkeypatch)
+
+    def colour_of_task() -> dict[str, str]:
+        traces = [t for t in _figure(at, "task_map")["data"] if t["name"].startswith("cluster")]
+        return {name: t["marker"]["color"] for t in traces for name in t["text"]}
+
+    three = colour_of_task()
+    assert len(three) == 15 and len(set(three.values())) == 3
+    at.slider(key="k").set_value(5).run()
+    assert not at.exception
+    five = colour_of_task()
+    assert len(five) == 15 and len(set(five.values())) == 5
+    assert five != three
+    table = at.dataframe[0].value  # the map's colours are the table's clusters
+    assert len({five[t] for t in table.index[table["cluster"] == 0]}) == 1
+
+
+def test_group_membership_bars_figure():
+    import numpy as np
+
+    from app.charts import cluster_color, group_membership_bars
+
+    w = np.array([[0.1, 0.9], [0.5, 0.5], [0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
+    names = ["Sneaker", "Random", "Coat", "3", "Sandal"]
+    groups = {"Sneaker": "footwear", "Coat": "tops", "3": "footwear", "Sandal": "footwear"}
+    fig = group_membership_bars(w, names, groups, "footwear")
+    assert [t.name for t in fig.data] == ["cluster 0", "cluster 1"]
+    assert list(fig.data[0].x) == ["Sneaker", "3", "Sandal"]  # the group's tasks, in task order
+    assert list(fig.data[0].y) == [0.1, 0.4, 0.2] and list(fig.data[1].y) == [0.9, 0.6, 0.8]
+    assert [t.marker.color for t in fig.data] == [cluster_color(0), cluster_color(1)]
+    assert fig.layout.barmode == "group" and fig.layout.xaxis.type == "category"
+    with pytest.raises(ValueError, match="'hats'"):
+        group_membership_bars(w, names, groups, "hats")
+    with pytest.raises(ValueError, match="do not match"):
+        group_membership_bars(w[:3], names, groups, "tops")
+
+
+def test_cluster_colors_are_distinct_up_to_20_clusters():
+    from app.charts import cluster_color
+
+    assert len({cluster_color(j) for j in range(20)}) == 20
+    assert cluster_color(20) == cluster_color(0)
+
+
+def test_task_map_figure():
+    import numpy as np
+
+    from app.charts import cluster_color, task_map
+
+    reduced = np.array([[3.0, 1.0, 0.5], [2.0, -1.0, 0.1], [-2.0, 0.5, -0.3], [-3.0, -0.5, -0.3]])
+    w = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+    labels = np.array([0, 0, 1, 1])  # the last task is a tie: labels decide its colour
+    centers = np.array([[2.5, 0.0, 0.3], [-2.5, 0.0, -0.3]])
+    fig = task_map(reduced, ["a", "b", "c", "d"], w, labels, centers=centers)
+    clusters = [t for t in fig.data if t.name.startswith("cluster")]
+    assert [t.name for t in clusters] == ["cluster 0 (2)", "cluster 1 (2)"]
+    assert list(clusters[0].text) == ["a", "b"] and list(clusters[1].text) == ["c", "d"]
+    assert list(clusters[0].x) == [3.0, 2.0] and list(clusters[0].y) == [1.0, -1.0]  # first two columns
+    assert [t.marker.color for t in clusters] == [cluster_color(0), cluster_color(1)]
+    size_a, size_b = clusters[0].marker.size
+    opacity_c, opacity_d = clusters[1].marker.opacity
+    assert size_a > size_b and opacity_c > opacity_d  # larger membership: bigger, more opaque
+    assert opacity_d == pytest.approx(0.4)  # spread evenly over the clusters: faintest
+    assert list(fig.data[-1].x) == [2.5, -2.5] and fig.data[-1].name == "centroids"
+    total = (reduced ** 2).sum()
+    assert f"{(reduced[:, 0] ** 2).sum() / total:.0%}" in fig.layout.xaxis.title.text
+    assert clusters[0].mode == "markers+text"
+    assert task_map(reduced, list("abcd"), w, show_names=False).data[0].mode == "markers"
+    line = task_map(reduced[:, :1], list("abcd"), w)  # a one-column reduction: second axis at 0
+    assert all(v == 0 for t in line.data for v in t.y)
+    assert [t.name for t in task_map(reduced, list("abcd"), w).data] == ["cluster 0 (3)", "cluster 1 (1)"]  # argmax
+    with pytest.raises(ValueError, match="one row per task"):
+        task_map(reduced[:3], list("abcd"), w)
+
+
+def test_reduction_columns_are_principal_component_scores():
+    # why task_map needs no PCA of its own: the reduction's first columns are PCA scores
+    import numpy as np
+    from sklearn.decomposition import PCA
+
+    from stg_core.clustering import reduce_task_vectors
+
+    x = np.random.default_rng(0).normal(size=(12, 300)) * np.linspace(3, 0.1, 300)
+    reduced = reduce_task_vectors(x)
+    pca = PCA(n_components=2).fit_transform(x)
+    for a in range(2):
+        sign = np.sign(reduced[0, a] * pca[0, a])
+        np.testing.assert_allclose(reduced[:, a], sign * pca[:, a], atol=1e-9)
