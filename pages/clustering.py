@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import cluster_order, group_membership_bars, membership_heatmap, task_map
+from app.claims_panel import claims_panel, run_claims
 from app.state import active_run, glossary, to_url, url_default
 from stg_core.clustering import (REPRESENTATIONS, SCALINGS, alignment_scores, cluster_tasks,
                                  load_reduced_task_vectors, task_groups)
@@ -110,3 +111,7 @@ d2.download_button("Memberships (JSON)", json.dumps({"run": run_id, "k": k, "fuz
                    f"memberships_{run_id}_k{k}.json", "application/json",
                    help="Run, k, F, task names, memberships (n_tasks × k) and cluster labels, e.g. to use the "
                         "memberships as loss weights elsewhere.")
+
+claims_panel(run_claims(store, run_id, memberships, reduced, n_features, fuzziness),
+             caption=f"On this grouping (k = {k}, F = {fuzziness:.2f}, {representation} data maps); the super-group "
+                     "check clusters at k = the number of known groups.")

@@ -216,3 +216,14 @@ def test_reduction_columns_are_principal_component_scores():
     for a in range(2):
         sign = np.sign(reduced[0, a] * pca[0, a])
         np.testing.assert_allclose(reduced[:, a], sign * pca[:, a], atol=1e-9)
+
+
+def test_claims_panel_follows_the_grouping(store, monkeypatch):
+    at = _clustering_page(store.root, monkeypatch)
+    claims = at.dataframe[-1].value
+    assert list(claims["paper"].str.startswith("Section")) == [True] * 4
+    verdicts = dict(zip(claims["claim"], claims["verdict"]))
+    assert verdicts["Exact complements get the same memberships"] == "✅ holds"  # Round / Not round
+    assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"
+    at.slider(key="k").set_value(2).run()
+    assert "k = 2" in at.caption[-1].value
