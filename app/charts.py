@@ -96,6 +96,7 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
                       fillcolor=region["color"], line={"width": 0}, layer="below")
         fig.add_annotation(x=sum(region["x"]) / 2, y=region["y"][1] if name != "hard-to-learn" else region["y"][0],
                            text=name, showarrow=False, font={"size": 11, "color": "gray"},
+                           bgcolor="rgba(255,255,255,0.7)",
                            yanchor="top" if name != "hard-to-learn" else "bottom")
     step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(

@@ -114,6 +114,6 @@ for col, name in zip(columns, shown):
         color, categorical = correctness[-1], False
     col.plotly_chart(datamap_animation(confidence, variability, recorded, color,
                                        "class" if categorical else "correctness", categorical=categorical,
-                                       title=name), key=f"datamap_{name}")
+                                       title=f"data map of {name}"), key=f"datamap_{name}")
 if len(classes) > 10_000:
     st.caption(f"Drawing a fixed subsample of 10,000 of the {len(classes):,} training samples.")
