@@ -1,0 +1,277 @@
+"""The app in a real browser: ``streamlit run app/main.py`` driven by headless Chromium.
+
+One test walks the offline digits preset through the UI the way a person would: Experiment
+(preset, epochs, subset, Launch), Training (wait for the run to complete), Clustering (move k
+with the keyboard, the membership heatmap changes), Evaluation. A screenshot per step goes to
+``test-artifacts/browser/`` and any exception box Streamlit draws fails the test.
+
+Needs the ``playwright`` package and a Chromium executable (Debian's ``chromium``; another one
+through env ``STG_CHROMIUM``); Playwright's own browser download is not used. Without them the
+test is skipped with the reason, except in CI (env ``CI`` or ``STG_REQUIRE_BROWSER`` set), where
+it fails instead: CI installs both (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+REQUIRED = any(os.environ.get(v, "").lower() not in ("", "0", "false") for v in ("CI", "STG_REQUIRE_BROWSER"))
+EPOCHS, SUBSET = 3, 300
+TRAINING_TIMEOUT_MS = 180_000
+STEP_TIMEOUT_MS = 60_000
+# The first heatmap trace of the Plotly charts on the page, as drawn: Plotly keeps a chart's
+# traces in .data (arrays may still be base64-encoded there) and the decoded ones in ._fullData.
+HEATMAP_JS = """() => {
+    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+        const t = (plot._fullData || []).find(d => d.type === 'heatmap');
+        if (t && t.z && t.z.length) {
+            const z = Array.from(t.z, row => Array.from(row));
+            return {x: Array.from(t.x || [], String), columns: z[0].length, z: JSON.stringify(z)};
+        }
+    }
+    return null;
+}"""
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"browser test required here (CI / STG_REQUIRE_BROWSER) but {reason}")
+    pytest.skip(reason)
+
+
+def _chromium() -> str | None:
+    wanted = os.environ.get("STG_CHROMIUM")
+    if wanted:
+        return shutil.which(wanted)
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None  # Debian's path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"streamlit not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _workers_of(store: Path) -> list[int]:
+    """Pids of the ``stg_core.worker`` processes working on ``store`` (their command line names it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = proc.joinpath("cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"stg_core.worker" in args and str(store).encode() in args:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _stop_workers(store: Path) -> None:
+    """Workers run in their own session (they outlive the app on purpose): end their groups."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _workers_of(store)
+        for pid in pids:
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = _workers_of(store)
+        if not pids:
+            return
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    """A fresh app on a free localhost port with an empty store; stopped with its workers afterwards."""
+    store = tmp_path_factory.mktemp("browser_store").resolve()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "server.log"
+    port = _free_port()
+    env = {**os.environ, "STG_STORE": str(store), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, server, log)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        _stop_workers(store)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install -r requirements-dev.txt)")
+    executable = _chromium()
+    if executable is None:
+        _unavailable("no Chromium executable found (apt-get install chromium, or set STG_CHROMIUM)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Walk:
+    """One browser tab on the app, with the checks every step makes."""
+
+    def __init__(self, page) -> None:
+        self.page, self.step = page, 0
+        self.js_errors: list[str] = []
+        page.on("pageerror", lambda exc: self.js_errors.append(str(exc)))
+
+    def idle(self, timeout: float = STEP_TIMEOUT_MS) -> None:
+        """Wait until the script run (and its widgets' reruns) has finished."""
+        self.page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+        self.page.wait_for_function(
+            """() => {
+                const app = document.querySelector('[data-testid="stApp"]');
+                return app && app.getAttribute('data-test-script-state') === 'notRunning';
+            }""", timeout=timeout)
+        self.page.wait_for_timeout(300)  # let the last deltas paint
+
+    def check(self, name: str, show=None) -> None:
+        """Screenshot the step (scrolled to ``show``, a locator), then fail on any exception element
+        or uncaught page error."""
+        self.step += 1
+        if show is not None:
+            show.scroll_into_view_if_needed()
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.step:02d}_{name}.png"), full_page=True)
+        exceptions = self.page.locator('[data-testid="stException"]')
+        if exceptions.count():
+            pytest.fail(f"step {name}: the app shows an exception:\n{exceptions.first.inner_text()}")
+        assert not self.js_errors, f"step {name}: uncaught errors in the page: {self.js_errors}"
+
+    def open(self, title: str) -> None:
+        """Follow the sidebar's navigation link to page ``title`` (keeps the session)."""
+        self.page.locator('[data-testid="stSidebarNav"] a').filter(has_text=re.compile(f"^{title}$")).click()
+        self.page.wait_for_url(re.compile(f"/{title.lower()}"), timeout=STEP_TIMEOUT_MS)
+        self.idle()
+        heading = self.page.locator('[data-testid="stMainBlockContainer"] h1').first
+        heading.wait_for(timeout=STEP_TIMEOUT_MS)
+        assert heading.inner_text().strip() == title
+
+    def select(self, label: str, option: str) -> None:
+        box = self.page.get_by_role("combobox", name=label, exact=True)
+        box.click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+        self.idle()
+        assert box.input_value() == option
+
+    def number(self, label: str, value: int) -> None:
+        field = self.page.get_by_label(label, exact=True)
+        field.fill(str(value))
+        field.press("Enter")
+        self.idle()
+        assert field.input_value() == str(value)
+
+    def heatmap(self) -> dict | None:
+        """The first heatmap trace on the page as Plotly holds it: x labels, columns, z."""
+        self.page.wait_for_function(f"({HEATMAP_JS})() !== null", timeout=STEP_TIMEOUT_MS)
+        return self.page.evaluate(HEATMAP_JS)
+
+
+def test_digits_preset_end_to_end(browser, app_url):  # browser first: skip before starting the app
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    walk = Walk(page)
+    try:
+        page.goto(app_url)
+        walk.idle()
+        walk.check("overview")
+
+        # Experiment: digits (the offline default), a G2 preset, a tiny training, Launch.
+        walk.open("Experiment")
+        assert page.get_by_role("combobox", name="Dataset", exact=True).input_value() == "digits"
+        walk.select("Preset", "digits-g2")
+        walk.number("Epochs", EPOCHS)
+        walk.number("Training subset", SUBSET)
+        launch = page.get_by_role("button", name="Launch")
+        walk.check("experiment", show=launch)
+        launch.click()
+        walk.idle()
+        page.get_by_text(re.compile(r"Run \w+: (running|queued|completed)")).wait_for()
+        walk.check("launched")
+
+        # Training: the active run's progress polls until the run has completed.
+        walk.open("Training")
+        page.get_by_text(f"completed · epoch {EPOCHS}/{EPOCHS}").wait_for(timeout=TRAINING_TIMEOUT_MS)
+        walk.idle()
+        walk.check("training_completed")
+
+        # Clustering: one step right on the k slider re-clusters; the heatmap follows.
+        walk.open("Clustering")
+        before = walk.heatmap()
+        thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Clusters k").locator('input[type="range"]')
+        k = int(thumb.input_value())
+        assert before["columns"] == k and len(before["x"]) == k
+        walk.check(f"clustering_k{k}")
+        thumb.focus()
+        thumb.press("ArrowRight")
+        walk.idle()
+        assert thumb.input_value() == str(k + 1)
+        page.wait_for_function(f"cols => ({HEATMAP_JS})()?.columns === cols", arg=k + 1)
+        after = walk.heatmap()
+        assert after["columns"] == k + 1 and len(after["x"]) == k + 1 and after["z"] != before["z"]
+        assert f"k={k + 1}" in page.url or f"k%3D{k + 1}" in page.url  # the setting is kept in the URL
+        walk.check(f"clustering_k{k + 1}")
+
+        # Evaluation: the page loads on the completed run.
+        walk.open("Evaluation")
+        walk.check("evaluation")
+    except BaseException:  # a failed check or a timeout: keep what the page showed
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+        raise
+    finally:
+        context.close()
