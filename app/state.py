@@ -54,28 +54,37 @@ def run_label(run: dict[str, Any]) -> str:
 def active_run_selector(s: ArtifactStore) -> str | None:
     """Sidebar select box of the store's runs; returns the active run id (``None`` without runs).
 
-    The first visit takes the run from the URL; later reruns keep the widget's own state."""
+    The active run is kept in session state under ``_active_run``, not only as the widget's
+    value: the options' labels change as runs progress, and Streamlit resets a widget whose
+    options change. The first visit takes the run from the URL."""
     runs = s.list_runs()
     if not runs:
         st.sidebar.caption("No run yet: launch one from **Experiment**.")
+        st.session_state.pop("_active_run", None)
         return None
     ids = [r["id"] for r in runs]
-    pending = st.session_state.pop("_pending_run", None)
-    if pending in ids:
-        st.session_state["active_run"] = pending
-    elif st.session_state.get("active_run") not in ids:
+    current = st.session_state.pop("_pending_run", None)
+    if current not in ids:
+        current = st.session_state.get("_active_run")
+    if current not in ids:
         wanted = st.query_params.get("run")
-        st.session_state["active_run"] = wanted if wanted in ids else ids[0]
+        current = wanted if wanted in ids else ids[0]
+    st.session_state["_active_run"] = current
+    st.session_state["active_run"] = current  # the widget shows it (set before the widget exists)
     labels = {r["id"]: run_label(r) for r in runs}
-    chosen = st.sidebar.selectbox("Active run", ids, format_func=labels.get, key="active_run",
-                                  help="The training run that every page shows.")
-    st.query_params["run"] = chosen
-    return chosen
+    st.sidebar.selectbox("Active run", ids, format_func=labels.get, key="active_run", on_change=_run_chosen,
+                         help="The training run that every page shows.")
+    st.query_params["run"] = current
+    return current
+
+
+def _run_chosen() -> None:
+    st.session_state["_active_run"] = st.session_state["active_run"]
 
 
 def active_run() -> str | None:
     """The active run id chosen in the sidebar (``None`` when the store has no run)."""
-    return st.session_state.get("active_run")
+    return st.session_state.get("_active_run")
 
 
 def set_active_run(run_id: str) -> None:

@@ -252,3 +252,25 @@ def test_settings_that_leave_a_task_without_positives_are_refused_and_nothing_st
     assert store.run_ids() == [run_id]
     after = {p: p.stat().st_mtime_ns for p in store.run_dir(run_id).rglob("*") if p.is_file()}
     assert {p.name for p in after if after[p] != before.get(p)} == set()
+
+
+def test_active_run_survives_its_label_changing_and_page_switches(trained, monkeypatch, tmp_path):
+    store, first = trained
+    other = train_run(spec_from_preset("digits-g1", subset=100, train=TrainConfig(epochs=1)), store)
+    try:
+        at = _app(store.root, monkeypatch, "training")
+        chosen = max(first, other)  # not the first option: a reset would show
+        at.sidebar.selectbox(key="active_run").set_value(chosen).run()
+        assert at.sidebar.selectbox(key="active_run").value == chosen
+        status = store.read_status(chosen)
+        store.write_status(chosen, state="running", epochs_done=0)  # the option's label changes
+        at.switch_page("../pages/clustering.py").run()
+        assert at.sidebar.selectbox(key="active_run").value == chosen
+        store.write_status(chosen, **{k: status[k] for k in ("state", "epochs_done")})
+        at.switch_page("../pages/evaluation.py").run()
+        assert at.sidebar.selectbox(key="active_run").value == chosen and not at.exception
+    finally:
+        import shutil
+        shutil.rmtree(store.run_dir(other))
+        with store._index() as index:
+            index.delete(other)

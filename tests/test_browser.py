@@ -275,3 +275,44 @@ def test_digits_preset_end_to_end(browser, app_url):  # browser first: skip befo
         raise
     finally:
         context.close()
+
+
+def test_demo_from_the_overview(browser, app_url):
+    """The presenter's path: Overview → Run the demo → Training (animation) → Clustering (the
+    claims hold) → Evaluation, following the sidebar's demo guide."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(STEP_TIMEOUT_MS)
+    walk = Walk(page)
+    try:
+        page.goto(app_url)
+        walk.idle()
+        walk.check("demo_overview")
+        page.get_by_role("button", name="Run the demo", exact=True).click()
+        page.wait_for_url(re.compile("/training"), timeout=STEP_TIMEOUT_MS)
+        walk.idle()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("Demo · step 1 of 3").wait_for()
+        page.get_by_text("completed · epoch 40/40").wait_for(timeout=TRAINING_TIMEOUT_MS)
+        walk.idle()
+        page.locator(".js-plotly-plot").last.wait_for()
+        walk.check("demo_training")
+
+        sidebar.get_by_role("link", name="Next: Clustering →").click()
+        page.wait_for_url(re.compile("/clustering"), timeout=STEP_TIMEOUT_MS)
+        walk.idle()
+        sidebar.get_by_text("Demo · step 2 of 3").wait_for()
+        claims = page.get_by_text("The paper's claims on this run")
+        claims.wait_for()
+        walk.check("demo_clustering", show=claims)
+
+        sidebar.get_by_role("link", name="Next: Evaluation →").click()
+        page.wait_for_url(re.compile("/evaluation"), timeout=STEP_TIMEOUT_MS)
+        walk.idle()
+        sidebar.get_by_text("Demo · step 3 of 3").wait_for()
+        walk.check("demo_evaluation")
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "demo_failure.png"), full_page=True)
+        raise
+    finally:
+        context.close()
