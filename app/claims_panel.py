@@ -10,7 +10,7 @@ import streamlit as st
 
 from stg_core.claims import FAILS, HOLDS, Claim
 
-_ICONS = {HOLDS: "✅ holds", FAILS: "❌ does not hold"}
+_ICONS = {HOLDS: "✓ holds", FAILS: "✗ does not hold"}
 
 
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
