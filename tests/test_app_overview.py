@@ -77,3 +77,23 @@ def test_claims_panel_shows_verdicts_on_a_finished_run(g2_run, monkeypatch):
     assert verdicts["Class tasks cluster along the known super-groups"] == "— not applicable"  # digits: none
     assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"  # no evaluation yet
     assert table["paper"].str.startswith("Section").all()
+
+
+@pytest.mark.parametrize("fashion_here", [True, False])
+def test_second_demo_on_fashion_mnist_only_when_its_files_are_here(tmp_path, monkeypatch, fashion_here):
+    import stg_core.demo as demo_module
+    from stg_core.data import DatasetStatus
+
+    def status(name, root=None):
+        return DatasetStatus(name, name == "digits" or fashion_here, None, "")
+
+    monkeypatch.setattr(demo_module, "dataset_status", status)
+    calls = []
+    monkeypatch.setattr(jobs, "submit", lambda store, job, **kw: calls.append(job) or "queued")
+    at = _overview(tmp_path / "store", monkeypatch)
+    keys = [b.key for b in at.button if b.key and b.key.startswith("demo_")]
+    assert keys == (["demo_digits", "demo_fashion_mnist"] if fashion_here else ["demo_digits"])
+    if fashion_here:
+        at.button(key="demo_fashion_mnist").click().run()
+        assert calls == [jobs.Job(DEMOS["fashion_mnist"].spec.run_id())]
+        assert DEMOS["fashion_mnist"].spec.preset == "fashion_mnist-g2"
