@@ -40,8 +40,11 @@ representation = c3.selectbox("Representation", REPRESENTATIONS, key="representa
                               help="raw: the paper's data maps; standardized: per feature; pattern: which samples "
                                    "a task finds hard, not how hard it is overall.")
 scaling = c4.selectbox("Scaling", SCALINGS, key="scaling", help="Per-feature standardisation before k-means.")
-epochs = st.multiselect("Data-map epochs", recorded, default=recorded, key="epochs",
-                        help="Epochs whose data maps (over epochs 1..e) form each task's vector.")
+chosen = st.session_state.get("epochs", recorded)
+summary = f"all {len(recorded)}" if list(chosen) == recorded else f"{len(chosen)} of {len(recorded)}"
+with st.expander(f"Data-map epochs used: {summary}"):
+    epochs = st.multiselect("Data-map epochs", recorded, default=recorded, key="epochs",
+                            help="Epochs whose data maps (over epochs 1..e) form each task's vector.")
 if not epochs:
     st.error("Pick at least one epoch.")
     st.stop()
