@@ -40,9 +40,8 @@ import torch
 from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core.config import ExperimentSpec
 from stg_core.store import ArtifactStore, read_json, update_status_file, write_json
-from stg_core.training import (MultiTaskTrainer, TrainingData, binary_counts, load_spec_data, precision_amp,
-                               resolve_device, scores_from_counts, seeded_model)
-from stg_core.tasks import apply_flips
+from stg_core.training import (MultiTaskTrainer, binary_counts, precision_amp, resolve_device, scores_from_counts,
+                               seeded_model, spec_training_data)
 
 METHODS = ("mtl", "stl", "stg", "stg-hard", "random")
 COMBINATIONS = ("probabilities", "logits")
@@ -140,9 +139,7 @@ class _Evaluator:
         self.epochs = spec.epochs or self.run_spec.train.epochs
         self.folder = evaluation_dir(store, spec.run_id, spec.evaluation_id())
         dev = resolve_device(device)
-        dataset, labels = load_spec_data(self.run_spec)
-        self.data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
-                                             apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
+        dataset, _, self.data = spec_training_data(self.run_spec, dev)
         self.image_shape = dataset.image_shape
         self.class_names = dataset.class_names
         self.n_tasks = len(self.run_spec.tasks)

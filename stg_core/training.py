@@ -215,9 +215,14 @@ class MultiTaskTrainer:
             n_batches = n // 2
         return list(torch.tensor_split(order, n_batches))
 
-    def train_epoch(self, epoch: int, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    def train_epoch(self, epoch: int, progress: Callable[[int, int], None] | None = None,
+                    before_step: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, Any]:
         """One pass over the training set. Returns the epoch's mean weighted loss and, when
-        recording, ``p_true`` ``(n_tasks, N)`` float16 and per-task train scores."""
+        recording, ``p_true`` ``(n_tasks, N)`` float16 and per-task train scores.
+
+        ``before_step(i, index)`` is called before the forward pass of batch ``i`` (0-based) with
+        its sample indices ``(B,)`` (TAG measures its lookahead affinity there); it must leave
+        the model's parameters and the global random state as it found them."""
         self.model.train()
         batches = self.batches(epoch)
         loss_sum = torch.zeros((), device=self.device)
@@ -227,6 +232,8 @@ class MultiTaskTrainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + epoch)
             for i, index in enumerate(batches):
+                if before_step is not None:
+                    before_step(i, index)
                 targets = self.data.y_train[index]
                 with self._autocast():
                     logits = self.model(self._inputs(self.data.x_train[index]))
@@ -346,6 +353,30 @@ def load_spec_data(spec: ExperimentSpec, *, download: bool = False) -> tuple[Dat
                            seed=spec.data_seed, download=download)
     labels = build_labels(spec.tasks, dataset)
     return dataset, labels
+
+
+def spec_training_data(spec: ExperimentSpec, device: torch.device, *,
+                       download: bool = False) -> tuple[Dataset, TaskLabels, TrainingData]:
+    """Dataset subset, task labels and device tensors of ``spec`` (flips applied to the images)."""
+    dataset, labels = load_spec_data(spec, download=download)
+    data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
+                                    apply_flips(dataset.x_test, labels.flip_test), labels.y_test, device)
+    return dataset, labels, data
+
+
+def load_trained_model(store: ArtifactStore, run_id: str, image_shape: tuple[int, int, int],
+                       class_names: tuple[str, ...] | list[str] | None = None) -> MultiHeadNet:
+    """The MTL model of a completed run, as its last checkpoint left it (on the CPU, eval mode)."""
+    spec = store.load_spec(run_id)
+    if store.read_status(run_id).get("state") != "completed":
+        raise ValueError(f"run {run_id} has not finished training")
+    checkpoint = store.load_checkpoint(run_id)
+    if checkpoint is None:
+        raise ValueError(f"run {run_id} has no checkpoint")
+    model = seeded_model(spec, image_shape, class_names)
+    arrays = checkpoint[0]
+    model.load_state_dict({k[len("model/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    return model.eval()
 
 
 def estimate_run_seconds(spec: ExperimentSpec, image_shape: tuple[int, int, int], n_train: int, n_test: int, *,
