@@ -110,6 +110,25 @@ _DIGITS_G2_EXTRAS = [
     Task("Not round", "classes", ("1", "2", "3", "4", "5", "7")),
     Task("Random", "random", seed=0),
 ]
+
+def _planted_tasks() -> tuple[Task, ...]:
+    """A known answer for grouping methods: three 3-digit subsets of {0, 1, 2, 3} and three of
+    {5, 6, 7, 8} (tasks of one set share positives, tasks of different sets share none), each
+    with an exact duplicate ("... again"). The planted grouping at k = 2 is the two sets, and
+    every duplicate belongs with its original.
+
+    Every task is duplicated, not just one per set: TAG's objective (a task's mean affinity with
+    its group-mates) rewards a lone duplicate pair so much that a single pair would be split off
+    as a group of its own; with a twin for every task no pair stands out."""
+    out = []
+    for group in ("0123", "5678"):
+        for left_out in group[:0:-1]:
+            positives = tuple(c for c in group if c != left_out)
+            name = "{" + ",".join(positives) + "}"
+            out += [Task(name, "classes", positives), Task(f"{name} again", "classes", positives)]
+    return tuple(out)
+
+
 _CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
     "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
@@ -161,6 +180,11 @@ PRESETS: dict[str, Preset] = {
             "G1 + Footwear, Tops, Downside, Not footwear (complement of Footwear), Random",
             tuple(_class_tasks(_FASHION) + _FASHION_G2_EXTRAS),
         ),
+        Preset(
+            "digits-planted", "digits",
+            "Planted: three 3-digit subsets of {0,1,2,3} and three of {5,6,7,8}, each duplicated (answer at k = 2)",
+            _planted_tasks(),
+        ),
         Preset("digits-g1", "digits", "The 10 digits, one-vs-rest (offline default)", tuple(_class_tasks(_DIGITS))),
         Preset(
             "digits-g2", "digits", "G1 + Round, Odd, Downside, Not round (complement of Round), Random",
@@ -168,6 +192,10 @@ PRESETS: dict[str, Preset] = {
         ),
     ]
 }
+
+
+#: The planted grouping of ``digits-planted``: task name -> planted group (0 or 1).
+PLANTED_GROUPS = {t.name: int(t.positives[0] >= "5") for t in _planted_tasks()}
 
 
 def get_preset(name: str) -> Preset:
