@@ -1,0 +1,165 @@
+"""Task-grouping methods side by side: STG-MTL and the methods it is compared with.
+
+=========  =====================================================================  ==========
+method     what it does                                                           output
+=========  =====================================================================  ==========
+stg        k-means + fuzzy memberships on the run's data maps (:mod:`stg_core.clustering`)  soft
+tag        lookahead inter-task affinity during an MTL run, then group selection  hard
+grad-tae   per-sample gradients at the run's MTL model, random task subsets, SDP  hard
+dmtg       K branches, Gumbel-softmax task assignment trained jointly             hard
+random     seeded random groups of (near) equal size: the floor to beat          hard
+=========  =====================================================================  ==========
+
+Every method returns a :class:`GroupingResult` (memberships ``(n_tasks, k)``, optional
+affinity ``(n_tasks, n_tasks)``, :class:`GroupingCost`). :func:`run_grouping` runs one
+:class:`GroupingSpec` on a completed run and keeps the result under
+``runs/<id>/groupings/<grouping id>/`` (``spec.json``, ``status.json``, ``result.json``,
+``affinity.npy``), so the app and the command line reuse it; ``python -m stg_core.worker RUN
+--grouping ID`` runs it in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, check_n_clusters, one_hot
+from stg_core.store import ArtifactStore, read_json, update_status_file, write_json, write_npy
+
+__all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec", "RunContext", "default_params",
+           "grouping_dir", "list_groupings", "load_grouping_spec", "one_hot", "read_grouping", "run_grouping",
+           "save_grouping_spec"]
+
+# Bumped whenever a method's code changes what a spec produces: part of the grouping id, so a
+# stored grouping is never reused across such a change.
+GROUPING_VERSION = 1
+
+#: Method name -> module in this package (imported on use: TAG and DMTG pull in training code).
+GROUPING_METHODS = {"stg": "stg", "tag": "tag", "grad-tae": "grad_tae", "dmtg": "dmtg", "random": "random_groups"}
+
+
+def _module(method: str) -> Any:
+    if method not in GROUPING_METHODS:
+        raise ValueError(f"unknown grouping method {method!r}; methods: {', '.join(GROUPING_METHODS)}")
+    return importlib.import_module(f"stg_core.grouping.{GROUPING_METHODS[method]}")
+
+
+def default_params(method: str) -> dict[str, Any]:
+    """The method's parameters and their defaults (each module's ``DEFAULTS``)."""
+    return dict(_module(method).DEFAULTS)
+
+
+@dataclass(frozen=True)
+class GroupingSpec:
+    """One grouping to compute: ``method`` with ``n_clusters`` groups on run ``run_id``.
+
+    ``params`` overrides the method's defaults (:func:`default_params`); unknown names are a
+    ``ValueError``. The id hashes the full parameter set, defaults included.
+    """
+
+    run_id: str
+    method: str
+    n_clusters: int
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_params(self) -> dict[str, Any]:
+        defaults = default_params(self.method)
+        unknown = sorted(set(self.params) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} for method {self.method!r}; "
+                             f"parameters: {', '.join(sorted(defaults)) or 'none'}")
+        return {**defaults, **self.params}
+
+    def validate(self, n_tasks: int) -> None:
+        check_n_clusters(self.n_clusters, n_tasks)
+        _module(self.method).check_params(self.resolved_params(), n_tasks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "method": self.method, "n_clusters": int(self.n_clusters),
+                "seed": int(self.seed), "params": self.resolved_params()}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "GroupingSpec":
+        return cls(obj["run_id"], obj["method"], int(obj["n_clusters"]), int(obj.get("seed", 0)),
+                   dict(obj.get("params", {})))
+
+    def grouping_id(self) -> str:
+        text = json.dumps({**self.to_json(), "version": GROUPING_VERSION}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def grouping_dir(store: ArtifactStore, run_id: str, grouping_id: str) -> Path:
+    if len(grouping_id) != 12 or not all(c in "0123456789abcdef" for c in grouping_id):
+        raise ValueError(f"invalid grouping id {grouping_id!r}")
+    return store.run_dir(run_id) / "groupings" / grouping_id
+
+
+def save_grouping_spec(spec: GroupingSpec, store: ArtifactStore) -> str:
+    """Validate ``spec`` against its (completed) run and create its folder; return the id."""
+    run_spec = store.load_spec(spec.run_id)
+    spec.validate(len(run_spec.tasks))
+    if store.read_status(spec.run_id).get("state") != "completed":
+        raise ValueError(f"run {spec.run_id} has not finished training: group its tasks once it is completed")
+    gid = spec.grouping_id()
+    folder = grouping_dir(store, spec.run_id, gid)
+    if not (folder / "spec.json").exists():
+        write_json(folder / "spec.json", spec.to_json())
+        update_status_file(folder / "status.json", state="created")
+    return gid
+
+
+def load_grouping_spec(store: ArtifactStore, run_id: str, grouping_id: str) -> GroupingSpec:
+    return GroupingSpec.from_json(read_json(grouping_dir(store, run_id, grouping_id) / "spec.json"))
+
+
+def read_grouping(store: ArtifactStore, run_id: str, grouping_id: str) -> GroupingResult | None:
+    """The stored result of a finished grouping, or ``None``."""
+    folder = grouping_dir(store, run_id, grouping_id)
+    if not (folder / "result.json").exists():
+        return None
+    affinity_path = folder / "affinity.npy"
+    affinity = np.load(affinity_path, allow_pickle=False) if affinity_path.exists() else None
+    return GroupingResult.from_json(read_json(folder / "result.json"), affinity)
+
+
+def list_groupings(store: ArtifactStore, run_id: str) -> list[tuple[str, GroupingSpec]]:
+    """Every saved grouping of a run, oldest first: ``(grouping id, spec)``."""
+    folder = store.run_dir(run_id) / "groupings"
+    if not folder.exists():
+        return []
+    found = sorted((p for p in folder.iterdir() if (p / "spec.json").exists()),
+                   key=lambda p: ((p / "spec.json").stat().st_mtime, p.name))
+    return [(p.name, GroupingSpec.from_json(read_json(p / "spec.json"))) for p in found]
+
+
+def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "auto",
+                 progress: ProgressFn | None = None) -> GroupingResult:
+    """Compute (or reuse) the grouping of ``spec`` and store it. A killed grouping job starts
+    over when resubmitted (none of the methods runs for more than one training's time)."""
+    gid = save_grouping_spec(spec, store)
+    existing = read_grouping(store, spec.run_id, gid)
+    if existing is not None:
+        return existing
+    folder = grouping_dir(store, spec.run_id, gid)
+    update_status_file(folder / "status.json", state="running", error=None)
+    try:
+        ctx = RunContext(store, spec.run_id, device)
+        result = _module(spec.method).group(ctx, spec.n_clusters, seed=spec.seed, progress=progress,
+                                            **spec.resolved_params())
+        if result.affinity is not None:
+            write_npy(folder / "affinity.npy", result.affinity)
+        write_json(folder / "result.json", {"grouping_id": gid, "spec": spec.to_json(),
+                                            **result.to_json(with_affinity=False)})
+        update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
+        return result
+    except BaseException as exc:
+        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
+                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise

@@ -1,0 +1,20 @@
+"""Fixtures shared by several test files."""
+
+import pytest
+
+from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.store import ArtifactStore
+from stg_core.training import train_run
+
+#: Training epochs of the planted run: enough for STG's data maps and TAG's affinities to show
+#: the planted split on digits (about 10 s on two CPU cores).
+PLANTED_EPOCHS = 15
+
+
+@pytest.fixture(scope="session")
+def planted_run(tmp_path_factory):
+    """``(store, run_id)`` of the ``digits-planted`` preset trained for ``PLANTED_EPOCHS``. The
+    store is shared by the whole session: tests add groupings to it but never change the run."""
+    store = ArtifactStore(tmp_path_factory.mktemp("planted"))
+    spec = spec_from_preset("digits-planted", train=TrainConfig(epochs=PLANTED_EPOCHS))
+    return store, train_run(spec, store)
