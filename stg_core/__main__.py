@@ -172,7 +172,7 @@ def _parse_epochs(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from stg_core.clustering import TaskClusterer, alignment_scores, load_task_vectors, task_groups
+    from stg_core.clustering import TaskClusterer, load_task_vectors
 
     store = _store(args)
     run_id = store.resolve(args.run)
@@ -182,13 +182,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     fitted = TaskClusterer(args.k, fuzziness=args.fuzziness, scaling=scaling, random_state=args.seed).fit(vectors)
     memberships, labels = fitted.memberships_, fitted.labels_
     names = list(spec.task_names)
-    super_groups = store.read_dataset_info(run_id).get("super_groups")
-    alignment = None
-    if super_groups:
-        groups = task_groups(names, spec.tasks, super_groups)
-        if len(set(groups.values())) >= 2:
-            idx = [names.index(t) for t in groups]
-            alignment = alignment_scores(labels[idx], list(groups.values()), random_state=args.seed)
+    alignment = _alignment(store, run_id, labels, args.seed)
     if args.json:
         out = {"run": run_id, "k": args.k, "fuzziness": args.fuzziness, "representation": representation,
                "scaling": scaling, "tasks": names, "memberships": memberships.round(6).tolist(),
@@ -197,10 +191,32 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             out["alignment"] = alignment
         print(json.dumps(out))
         return 0
+    print(f"run {run_id}  k={args.k}  F={args.fuzziness}  representation={representation}  scaling={scaling}")
+    _print_memberships(names, memberships, labels, alignment)
+    return 0
+
+
+def _alignment(store: ArtifactStore, run_id: str, labels: np.ndarray, seed: int) -> dict | None:
+    """ARI / NMI / purity of cluster ``labels`` against the dataset's known groups, if it has them."""
+    from stg_core.clustering import alignment_scores, task_groups
+
+    spec = store.load_spec(run_id)
+    super_groups = store.read_dataset_info(run_id).get("super_groups")
+    if not super_groups:
+        return None
+    names = list(spec.task_names)
+    groups = task_groups(names, spec.tasks, super_groups)
+    if len(set(groups.values())) < 2:
+        return None
+    idx = [names.index(t) for t in groups]
+    return alignment_scores(np.asarray(labels)[idx], list(groups.values()), random_state=seed)
+
+
+def _print_memberships(names: list[str], memberships: np.ndarray, labels: np.ndarray, alignment: dict | None) -> None:
+    """Tasks × clusters table sorted by cluster, then the alignment with known groups."""
     order = sorted(range(len(names)), key=lambda i: (labels[i], -memberships[i, labels[i]], names[i]))
     width = max(len(n) for n in names)
-    print(f"run {run_id}  k={args.k}  F={args.fuzziness}  representation={representation}  scaling={scaling}")
-    print(" " * (width + 2) + "cluster " + " ".join(f"{j:>6d}" for j in range(args.k)))
+    print(" " * (width + 2) + "cluster " + " ".join(f"{j:>6d}" for j in range(memberships.shape[1])))
     for i in order:
         print(f"{names[i]:<{width}}  {labels[i]:>7d} " + " ".join(f"{m:6.3f}" for m in memberships[i]))
     if alignment is not None:
@@ -208,6 +224,53 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(f"alignment with known groups ({alignment['n_tasks']} tasks): "
               f"ARI {alignment['ari']:.3f} (chance {c['ari']['mean']:.3f}), NMI {alignment['nmi']:.3f} "
               f"(chance {c['nmi']['mean']:.3f}), purity {alignment['purity']:.3f} (chance {c['purity']['mean']:.3f})")
+
+
+def _parse_params(items: list[str]) -> dict:
+    """``["tau=1.5", "epochs=null"]`` -> ``{"tau": 1.5, "epochs": None}`` (values read as JSON,
+    else kept as strings)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--param {item!r}: write NAME=VALUE, e.g. --param affinity_every=5")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def cmd_group(args: argparse.Namespace) -> int:
+    from stg_core.grouping import GroupingSpec, run_grouping
+
+    store = _store(args)
+    run_id = store.resolve(args.run)
+    spec = GroupingSpec(run_id, args.method, args.k, seed=args.seed, params=_parse_params(args.param))
+
+    def progress(message: str, step: int, n_steps: int) -> None:
+        if not args.quiet:
+            print(f"\r[{step}/{n_steps}] {message:40s}", end="\n" if step == n_steps else "", file=sys.stderr,
+                  flush=True)
+
+    result = run_grouping(spec, store, device=args.device, progress=progress)
+    alignment = _alignment(store, run_id, result.labels, args.seed)
+    if args.json:
+        out = {"run": run_id, "k": args.k, "grouping_id": spec.grouping_id(), "params": spec.resolved_params(),
+               **result.to_json()}
+        if alignment is not None:
+            out["alignment"] = alignment
+        print(json.dumps(out))
+        return 0
+    c = result.cost
+    print(f"run {run_id}  method={args.method}  k={args.k}  grouping {spec.grouping_id()}")
+    _print_memberships(list(result.task_names), result.memberships, result.labels, alignment)
+    print(f"cost: {c.wall_seconds:.2f} s of its own work, {c.models_trained} model(s) trained, "
+          f"{c.extra_forward_passes} extra forward / {c.extra_backward_passes} extra backward passes, "
+          f"step cost x{c.compute_factor:.2f}"
+          + (f", reuses {c.reused_training_seconds:.1f} s of the run's training" if c.reused_training_seconds else ""))
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -312,6 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
     grouping_options(p)
     p.add_argument("--epochs", default="all", help="data-map epochs used: all, or e.g. 1,5,10")
     p.set_defaults(func=cmd_cluster)
+
+    p = with_store(sub.add_parser("group", help="group a run's tasks with STG-MTL, TAG, Grad-TAE, DMTG or at random"))
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.add_argument("--method", required=True, choices=("stg", "tag", "grad-tae", "dmtg", "random"))
+    p.add_argument("--k", type=int, required=True, help="number of groups")
+    p.add_argument("--seed", type=int, default=0, help="the method's seed")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a method parameter (repeatable), e.g. --param affinity_every=5 (see README)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="the same shape as cluster --json, plus cost, notes, affinity")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_group)
 
     p = with_store(sub.add_parser("evaluate", help="MTL / STL / STG-MTL / random grouping F1 on a run"))
     grouping_options(p)

@@ -1,4 +1,4 @@
-"""Background jobs: training runs and evaluations as ``python -m stg_core.worker`` processes.
+"""Background jobs: training runs, evaluations and groupings as ``python -m stg_core.worker`` processes.
 
 - :func:`submit` saves nothing new for a job that is already finished or alive (the same
   spec submitted twice — from two browser sessions, say — gives one job: the check and the
@@ -35,17 +35,31 @@ ACTIVE = ("queued", "running")
 
 @dataclass(frozen=True)
 class Job:
-    """A training run (``evaluation_id is None``) or one evaluation of a run."""
+    """A training run (no ``evaluation_id`` nor ``grouping_id``), one evaluation of a run, or
+    one grouping of a run's tasks by one method."""
 
     run_id: str
     evaluation_id: str | None = None
+    grouping_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.evaluation_id is not None and self.grouping_id is not None:
+            raise ValueError("a job is an evaluation or a grouping, not both")
+
+    @property
+    def kind(self) -> str:
+        return "evaluation" if self.evaluation_id else "grouping" if self.grouping_id else "training"
 
     def folder(self, store: ArtifactStore) -> Path:
-        if self.evaluation_id is None:
-            return store.run_dir(self.run_id)
-        from stg_core.evaluation import evaluation_dir
+        if self.evaluation_id is not None:
+            from stg_core.evaluation import evaluation_dir
 
-        return evaluation_dir(store, self.run_id, self.evaluation_id)
+            return evaluation_dir(store, self.run_id, self.evaluation_id)
+        if self.grouping_id is not None:
+            from stg_core.grouping import grouping_dir
+
+            return grouping_dir(store, self.run_id, self.grouping_id)
+        return store.run_dir(self.run_id)
 
     def status_path(self, store: ArtifactStore) -> Path:
         return self.folder(store) / "status.json"
@@ -60,7 +74,7 @@ def read_status(store: ArtifactStore, job: Job) -> dict[str, Any]:
 
 
 def write_job_status(store: ArtifactStore, job: Job, **fields: Any) -> None:
-    if job.evaluation_id is None:
+    if job.kind == "training":
         store.write_status(job.run_id, **fields)  # also updates the run index
     else:
         update_status_file(job.status_path(store), **fields)
@@ -103,13 +117,15 @@ def _alive(pid: Any) -> bool:
 
 
 def all_jobs(store: ArtifactStore) -> list[Job]:
-    """Every training run and evaluation in the store."""
+    """Every training run, evaluation and grouping in the store."""
     jobs = []
     for run_id in store.run_ids():
         jobs.append(Job(run_id))
-        folder = store.run_dir(run_id) / "evaluations"
-        if folder.exists():
-            jobs.extend(Job(run_id, p.name) for p in sorted(folder.iterdir()) if (p / "spec.json").exists())
+        for sub, make in (("evaluations", lambda i: Job(run_id, evaluation_id=i)),
+                          ("groupings", lambda i: Job(run_id, grouping_id=i))):
+            folder = store.run_dir(run_id) / sub
+            if folder.exists():
+                jobs.extend(make(p.name) for p in sorted(folder.iterdir()) if (p / "spec.json").exists())
     return jobs
 
 
@@ -118,6 +134,8 @@ def _start(store: ArtifactStore, job: Job, device: str, max_concurrent: int) -> 
            "--device", device, "--max-concurrent", str(max_concurrent)]
     if job.evaluation_id:
         cmd += ["--evaluation", job.evaluation_id]
+    if job.grouping_id:
+        cmd += ["--grouping", job.grouping_id]
     log = open(job.log_path(store), "ab")  # noqa: SIM115 - the child keeps it; closed below in the parent
     try:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

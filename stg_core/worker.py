@@ -1,7 +1,7 @@
-"""Background worker: ``python -m stg_core.worker RUN [--evaluation EVAL_ID] [--store DIR]``.
+"""Background worker: ``python -m stg_core.worker RUN [--evaluation EVAL_ID | --grouping ID] [--store DIR]``.
 
-Runs one job — the training of run RUN (spec already saved in the store), or one of its
-evaluations — in its own process, writing progress into the store's status files (at most
+Runs one job — the training of run RUN (spec already saved in the store), one of its
+evaluations, or one grouping of its tasks — in its own process, writing progress into the store's status files (at most
 about once a second) so the app can show it. SIGTERM or SIGINT stop the job between two steps
 of work and leave it resumable (state ``interrupted``); SIGKILL does too, since every artifact
 is written atomically and training resumes from its last checkpoint.
@@ -78,21 +78,44 @@ def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, de
     print(f"evaluation: {evaluation_id}", flush=True)
 
 
+def run_grouping_job(store: ArtifactStore, run_id: str, grouping_id: str, device: str = "auto") -> None:
+    from stg_core.grouping import load_grouping_spec, run_grouping
+
+    spec = load_grouping_spec(store, run_id, grouping_id)
+    job = jobs.Job(run_id, grouping_id=grouping_id)
+
+    def write(done: float, message: str = "") -> None:
+        jobs.write_job_status(store, job, state="running", progress=round(done, 4), message=message)
+
+    throttle = _Throttle(write)
+
+    def progress(message: str, step: int, n_steps: int) -> None:
+        throttle(step / max(n_steps, 1), step == n_steps, message=message)
+        print(f"{message} ({step}/{n_steps})", flush=True)
+
+    result = run_grouping(spec, store, device=device, progress=progress)
+    print(f"grouping: {grouping_id} ({spec.method}, k={spec.n_clusters}, {result.cost.wall_seconds:.1f} s)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stg_core.worker")
     parser.add_argument("run")
-    parser.add_argument("--evaluation", default=None, help="evaluation id (else: train the run)")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--evaluation", default=None, help="evaluation id (else: train the run)")
+    kind.add_argument("--grouping", default=None, help="grouping id (else: train the run)")
     parser.add_argument("--store", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-concurrent", type=int, default=1, help="workers allowed at once (queued jobs)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     store = ArtifactStore(args.store)
-    job = jobs.Job(args.run, args.evaluation)
+    job = jobs.Job(args.run, args.evaluation, args.grouping)
     code = 0
     try:
         if args.evaluation:
             run_evaluation_job(store, args.run, args.evaluation, args.device)
+        elif args.grouping:
+            run_grouping_job(store, args.run, args.grouping, args.device)
         else:
             run_training_job(store, args.run, args.device)
     except KeyboardInterrupt as exc:
