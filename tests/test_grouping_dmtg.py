@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from stg_core.grouping import GroupingSpec, default_params, run_grouping
+from stg_core.grouping.base import RunContext
+from stg_core.grouping.dmtg import (
+    ALPHA_TRAVEL,
+    DEFAULTS,
+    GroupBranchNet,
+    check_params,
+    default_alpha_lr,
+    group,
+    grouping_from_logits,
+    split_trunk,
+)
+from stg_core.models import MODEL_NAMES, build_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: these networks are small, and on a busy 2-core machine two threads
+    fight over the cores (the planted run took 30 s with two, against 5 s with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def planted(planted_run):
+    """The shared digits-planted run (conftest: 12 tasks, 1,347 training images, 6 batches an
+    epoch); DMTG only reads its spec and data."""
+    return planted_run
+
+
+def _image_shape(name):
+    return (8, 8, 1) if name in ("auto", "small_cnn") else (32, 32, 3)
+
+
+# ---- the architecture ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_split_trunk_is_exact_and_cuts_before_the_last_block(name):
+    h, w, c = _image_shape(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(name, c, (h, w), 3).eval()
+    backbone, branch = split_trunk(model.trunk)
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(branch(backbone(x)), model.trunk(x))
+    # The two parts share the trunk's parameters and partition them.
+    ids = lambda m: {id(p) for p in m.parameters()}  # noqa: E731
+    assert ids(backbone) | ids(branch) == ids(model.trunk)
+    assert not ids(backbone) & ids(branch)
+    if isinstance(model.trunk, nn.Sequential):
+        assert isinstance(branch[0], nn.Flatten)
+        assert not any(isinstance(m, nn.Conv2d) for m in branch.modules())
+        assert not any(isinstance(m, nn.Linear) for m in backbone.modules())
+    else:
+        assert any(m is model.trunk.layer4 for m in branch.modules())
+        assert not any(m is model.trunk.layer4 for m in backbone.modules())
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18_cifar"])
+def test_group_branches_start_as_exact_copies_of_the_model(name):
+    h, w, c = _image_shape(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(name, c, (h, w), 4).eval()
+    net = GroupBranchNet(model, 3).eval()
+    x = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, expected = net(x), model(x)
+    assert logits.shape == (2, 3, 4)
+    for k in range(3):
+        torch.testing.assert_close(logits[:, k], expected)
+    # Copies, not shared modules: training one branch leaves the others alone.
+    assert net.branches[0] is not net.branches[1] and net.heads[0].weight is not net.heads[1].weight
+
+
+def test_split_trunk_rejects_unknown_trunks():
+    with pytest.raises(ValueError, match="Linear"):
+        split_trunk(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="Flatten"):
+        split_trunk(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()))
+
+
+# ---- parameters ------------------------------------------------------------------------------
+
+def test_defaults_are_registered_and_valid():
+    assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None}
+    check_params(DEFAULTS, 10)
+    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3}, 10)
+
+
+@pytest.mark.parametrize("bad, name", [
+    ({"tau": 0}, "tau"), ({"tau": -1.0}, "tau"), ({"tau": float("nan")}, "tau"), ({"tau": "2.5"}, "tau"),
+    ({"tau": True}, "tau"), ({"alpha_lr": -0.1}, "alpha_lr"), ({"alpha_lr": float("inf")}, "alpha_lr"),
+    ({"alpha_lr": "fast"}, "alpha_lr"), ({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs"),
+    ({"epochs": True}, "epochs"),
+])
+def test_check_params_names_the_bad_value(bad, name):
+    with pytest.raises(ValueError, match=name):
+        check_params({**DEFAULTS, **bad}, 10)
+
+
+def test_grouping_spec_validates_dmtg_params(planted):
+    store, run_id = planted
+    with pytest.raises(ValueError, match="tau"):
+        run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"tau": 0}), store, device="cpu")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"temperature": 1}), store, device="cpu")
+
+
+def test_default_alpha_lr_is_the_runs_lr_unless_the_run_is_short():
+    assert default_alpha_lr(1e-3, 90) == pytest.approx(ALPHA_TRAVEL / 90)
+    assert default_alpha_lr(1e-3, 100_000) == 1e-3
+    assert default_alpha_lr(1e-3, int(ALPHA_TRAVEL / 1e-3)) == pytest.approx(1e-3)
+
+
+# ---- hard grouping and collapse, by hand -----------------------------------------------------
+
+def test_grouping_from_logits_by_hand():
+    memberships, notes, details = grouping_from_logits(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0]]))
+    np.testing.assert_array_equal(memberships, [[1, 0], [0, 1], [1, 0]])
+    assert notes == [] and details["groups_used"] == 2 and not details["collapsed"]
+    assert details["group_sizes"] == [2, 1]
+    np.testing.assert_allclose(details["probabilities"][0], [np.e / (np.e + 1), 1 / (np.e + 1)], atol=1e-6)
+
+
+def test_grouping_from_logits_reports_collapse_and_keeps_empty_columns():
+    memberships, notes, details = grouping_from_logits(np.array([[0.5, 0.0, 0.1], [0.0, -1.0, 2.0],
+                                                                 [0.3, 0.2, 0.1], [0.0, 0.0, 0.0]]))
+    np.testing.assert_array_equal(memberships, [[1, 0, 0], [0, 0, 1], [1, 0, 0], [1, 0, 0]])
+    assert memberships.shape == (4, 3) and np.all(memberships[:, 1] == 0)  # empty group: a zero column
+    assert details["collapsed"] and details["groups_used"] == 2 and details["group_sizes"] == [3, 0, 1]
+    assert any(n.startswith("collapsed: 2 of 3 groups used") for n in notes)
+
+
+# ---- on a real run ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planted_groupings(planted):
+    """DMTG with its default parameters at k = 2, two grouping seeds (a few seconds each)."""
+    store, run_id = planted
+    return {seed: run_grouping(GroupingSpec(run_id, "dmtg", 2, seed=seed), store, device="cpu") for seed in (0, 1)}
+
+
+def test_planted_duplicates_land_with_their_originals(planted_groupings):
+    for result in planted_groupings.values():
+        labels = dict(zip(result.task_names, result.labels))
+        duplicates = [name for name in result.task_names if name.endswith(" again")]
+        assert len(duplicates) == 6
+        for name in duplicates:
+            assert labels[name] == labels[name.removesuffix(" again")], (name, result.labels)
+
+
+def test_result_cost_details_and_notes(planted, planted_groupings):
+    result = planted_groupings[0]
+    assert result.method == "dmtg" and result.is_hard and result.memberships.shape == (12, 2)
+    cost = result.cost
+    assert cost.models_trained == 1 and cost.extra_forward_passes == 0 and cost.extra_backward_passes == 0
+    assert cost.wall_seconds > 0 and cost.reused_training_seconds == 0
+    # small_cnn on 8x8 digits: multiply-adds of the convolutions (shared), and of the branch
+    # (Flatten -> Linear(64*2*2, 128)) and the heads (Linear(128, 12)), once per group.
+    n_tasks = 12
+    convs = 8 * 8 * 9 * (1 * 32 + 32 * 64) + 4 * 4 * 9 * 64 * 64
+    branch = 64 * 2 * 2 * 128 + 128 * n_tasks
+    assert cost.compute_factor == pytest.approx((convs + 2 * branch) / (convs + branch), rel=1e-9)
+    details = result.details
+    epochs = planted[0].load_spec(planted[1]).train.epochs
+    steps = epochs * 6
+    assert details["epochs"] == epochs and details["steps"] == steps
+    assert details["alpha_lr"] == pytest.approx(ALPHA_TRAVEL / steps)  # raised: the run is short
+    assert any("assignment logits trained at lr" in note for note in result.notes)
+    assert np.array(details["alpha"]).shape == (12, 2) and np.array(details["probabilities"]).shape == (12, 2)
+    np.testing.assert_array_equal(np.argmax(details["alpha"], 1), result.labels)
+    assert len(details["train_loss"]) == epochs and details["train_loss"][-1] < details["train_loss"][0]
+
+
+def test_collapse_is_reported(planted):
+    """With α frozen at its uniform start, every task takes the first group: a collapse."""
+    store, run_id = planted
+    result = run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"alpha_lr": 0.0, "epochs": 1}), store,
+                          device="cpu")
+    assert result.details["collapsed"] and result.details["groups_used"] == 1
+    assert result.details["group_sizes"] == [12, 0]
+    assert any(note.startswith("collapsed: 1 of 2 groups used") for note in result.notes)
+    np.testing.assert_array_equal(result.memberships[:, 1], 0)
+    np.testing.assert_allclose(result.memberships.sum(1), 1)
+    np.testing.assert_array_equal(result.details["alpha"], np.zeros((12, 2)))
+
+
+def test_same_seed_same_result_and_progress(planted):
+    store, run_id = planted
+    calls = []
+    first = group(RunContext(store, run_id, "cpu"), 2, seed=3, epochs=2, progress=lambda *a: calls.append(a))
+    again = group(RunContext(store, run_id, "cpu"), 2, seed=3, epochs=2)
+    other = group(RunContext(store, run_id, "cpu"), 2, seed=4, epochs=2)
+    np.testing.assert_array_equal(first.details["alpha"], again.details["alpha"])
+    np.testing.assert_array_equal(first.memberships, again.memberships)
+    assert first.details["train_loss"] == again.details["train_loss"]
+    assert not np.array_equal(first.details["alpha"], other.details["alpha"])
+    assert [(step, n) for _, step, n in calls] == [(1, 2), (2, 2)]
+    assert all(isinstance(message, str) and message for message, _, _ in calls)
