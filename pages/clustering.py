@@ -86,6 +86,9 @@ if len(set(groups.values())) >= 2:
     for col, metric, label in zip(cols, ("ari", "nmi", "purity"), ("ARI", "NMI", "Purity")):
         col.metric(f"{label} vs known groups", f"{scores[metric]:.3f}",
                    help=f"Chance level (random permutations): {scores['chance'][metric]['mean']:.3f}")
+    st.caption("Chance level (mean over 200 random permutations of the cluster labels): " + " · ".join(
+        f"{label} {scores['chance'][metric]['mean']:.3f}"
+        for metric, label in (("ari", "ARI"), ("nmi", "NMI"), ("purity", "purity"))))
     sizes = {g: sum(1 for v in groups.values() if v == g) for g in set(groups.values())}
     known = sorted(sizes, key=lambda g: (-sizes[g], g))  # largest groups first
     group = st.selectbox("Known group", known, key="known_group",

@@ -274,3 +274,50 @@ def test_active_run_survives_its_label_changing_and_page_switches(trained, monke
         shutil.rmtree(store.run_dir(other))
         with store._index() as index:
             index.delete(other)
+
+
+def test_running_training_shows_epoch_eta_cancel_and_the_worker_log(trained, monkeypatch):
+    store, run_id = trained
+    status = store.read_status(run_id)
+    log = jobs.Job(run_id).log_path(store)
+    monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)  # a live worker, without starting one
+    cancelled = []
+    monkeypatch.setattr(jobs, "cancel", lambda store, job: cancelled.append(job) or "cancelling")
+    store.write_status(run_id, state="running", pid=12345, epochs_done=1, progress=0.5, eta_seconds=42.0)
+    log.write_text("epoch 1/3 done\n")
+    try:
+        at = _app(store.root, monkeypatch, "training")
+        assert not at.exception and not at.error
+        assert "running · epoch 1/3 · ETA 42 s" in at.get("progress")[0].proto.text
+        assert any(e.label == "Worker log" for e in at.expander)
+        assert any("epoch 1/3 done" in c.value for c in at.code)
+        assert not any(b.key == "resume" for b in at.button)  # running: cancel only
+        at.button(key="cancel").click().run()
+        assert cancelled == [jobs.Job(run_id)]
+    finally:
+        log.unlink(missing_ok=True)
+        store.write_status(run_id, **{k: status.get(k) for k in ("state", "pid", "epochs_done", "progress",
+                                                                 "eta_seconds")})
+
+
+def test_server_binds_to_localhost_without_usage_statistics():
+    import tomllib
+
+    config = tomllib.loads((Path(MAIN).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+@pytest.mark.parametrize("names, message", [(["One", "One"], "duplicate task name 'One'"), (["One", " "], "empty name")])
+def test_a_table_rename_to_a_duplicate_or_empty_name_is_refused(tmp_path, monkeypatch, submitted, names, message):
+    # st.data_editor cannot be driven by AppTest: start from the rows a rename in the table leaves
+    at = _custom(_app(tmp_path / "store", monkeypatch))
+    rows = [new_task("classes", [], [str(i + 1)], name) for i, name in enumerate(["a", "b"])]
+    for row, name in zip(rows, names):
+        row["name"] = name
+    at.session_state["custom_tasks"] = {"digits": rows}
+    at.run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(b.key == "launch" for b in at.button)
+    assert submitted == [] and ArtifactStore(tmp_path / "store").run_ids() == []

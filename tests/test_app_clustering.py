@@ -227,3 +227,34 @@ def test_claims_panel_follows_the_grouping(store, monkeypatch):
     assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"
     at.slider(key="k").set_value(2).run()
     assert "k = 2" in at.caption[-1].value
+
+
+def test_a_link_with_the_run_and_settings_reproduces_the_view(tmp_path, monkeypatch):
+    """The URL's query parameters (run, k, F, representation, known group) open the same view,
+    whichever run the store lists first; two sessions on the same link see the same memberships."""
+    store = ArtifactStore(tmp_path / "store")
+    runs = [_write_synthetic_run(store), _write_synthetic_run(store, n_epochs=2)]
+    assert len(set(runs)) == 2
+    monkeypatch.setenv("STG_STORE", str(store.root))
+    link = {"k": "5", "F": "1.3", "rep": "pattern", "group": "footwear"}
+
+    def open_link(run_id: str) -> AppTest:
+        at = AppTest.from_file(MAIN, default_timeout=60)
+        at.query_params.update({"run": run_id, **link})
+        at.run().switch_page("../pages/clustering.py").run()
+        assert not at.exception and not at.error
+        return at
+
+    for run_id in runs:
+        at = open_link(run_id)
+        assert at.sidebar.selectbox(key="active_run").value == run_id
+        assert (at.slider(key="k").value, at.slider(key="fuzziness").value) == (5, 1.3)
+        assert at.selectbox(key="representation").value == "pattern"
+        assert at.selectbox(key="known_group").value == "footwear"
+        assert {name: at.query_params[name] for name in ("run", *link)} == {"run": run_id, **link}
+        table = at.dataframe[0].value
+        assert table.shape == (15, 1 + 5)
+        assert any("Chance level" in c.value for c in at.caption)  # shown, not only in a tooltip
+        assert len(at.get("download_button")) == 2  # memberships as CSV and JSON
+    again = open_link(runs[-1])
+    assert again.dataframe[0].value.equals(table)

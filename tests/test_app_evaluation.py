@@ -210,3 +210,21 @@ def test_k_and_f_come_from_the_url_or_the_clustering_page(evaluated, monkeypatch
     assert not shared.exception
     assert shared.slider(key="eval_k").value == 6 and shared.slider(key="eval_fuzziness").value == 2.5
     assert shared.selectbox(key="combination").value == "logits"
+
+
+def test_claims_panel_reports_the_f1_claim_from_the_runs_evaluation(evaluated, monkeypatch):
+    """With a finished evaluation (STG-MTL, MTL and STL), the F1 claim gets a verdict and its
+    numbers on the Overview and on Clustering — no longer "not applicable"."""
+    store, run_id, results = evaluated
+    final = {m: results["methods"][m]["mean_f1"]["test"][-1] for m in ("stg", "mtl", "stl")}
+    expected = "✓ holds" if final["stg"] >= max(final["mtl"], final["stl"]) else "✗ does not hold"
+    monkeypatch.setenv("STG_STORE", str(store.root))
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    for page in ("overview", "clustering"):
+        if page != "overview":
+            at.switch_page(f"../pages/{page}.py").run()
+        assert not at.exception
+        claims = at.dataframe[-1].value.set_index("claim")
+        row = claims.loc["STG-MTL's test F1 beats MTL's and STL's"]
+        assert row["verdict"] == expected, page
+        assert f"STG-MTL {final['stg']:.3f}, MTL {final['mtl']:.3f}, STL {final['stl']:.3f}" in row["numbers"]
