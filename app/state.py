@@ -21,7 +21,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 #: Page scripts by name, as registered with ``st.navigation`` (``st.page_link`` takes these).
 PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py")
-              for name in ("overview", "experiment", "training", "clustering", "evaluation")}
+              for name in ("overview", "experiment", "training", "clustering", "evaluation", "methods")}
 DEMO_STEPS = ("training", "clustering", "evaluation")
 
 GLOSSARY = """
@@ -148,7 +148,9 @@ def demo_guide(page: str) -> None:
     box.markdown(f"**Demo · step {step + 1} of {len(DEMO_STEPS)}**  \n{DEMOS[name].guide[page]}")
     if step + 1 < len(DEMO_STEPS):
         nxt = DEMO_STEPS[step + 1]
-        box.page_link(PAGE_FILES[nxt], label=f"Next: {nxt.title()} →")
+        # The demo's k (and its run) travel in the link: the Clustering and Evaluation pages read k from the URL.
+        box.page_link(PAGE_FILES[nxt], label=f"Next: {nxt.title()} →",
+                      query_params={"run": run_id, "k": str(DEMOS[name].k)})
 
 
 def glossary() -> None:

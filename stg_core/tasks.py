@@ -180,15 +180,15 @@ PRESETS: dict[str, Preset] = {
             "G1 + Footwear, Tops, Downside, Not footwear (complement of Footwear), Random",
             tuple(_class_tasks(_FASHION) + _FASHION_G2_EXTRAS),
         ),
-        Preset(
-            "digits-planted", "digits",
-            "Planted: three 3-digit subsets of {0,1,2,3} and three of {5,6,7,8}, each duplicated (answer at k = 2)",
-            _planted_tasks(),
-        ),
         Preset("digits-g1", "digits", "The 10 digits, one-vs-rest (offline default)", tuple(_class_tasks(_DIGITS))),
         Preset(
             "digits-g2", "digits", "G1 + Round, Odd, Downside, Not round (complement of Round), Random",
             tuple(_class_tasks(_DIGITS) + _DIGITS_G2_EXTRAS),
+        ),
+        Preset(
+            "digits-planted", "digits",
+            "Planted: three 3-digit subsets of {0,1,2,3} and three of {5,6,7,8}, each duplicated (answer at k = 2)",
+            _planted_tasks(),
         ),
     ]
 }
