@@ -14,9 +14,21 @@ def cluster_order(memberships: np.ndarray) -> np.ndarray:
     return np.lexsort((-memberships[np.arange(len(labels)), labels], labels))
 
 
-def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str]) -> go.Figure:
-    """Heatmap of memberships ``(n_tasks, k)``: tasks (rows, ordered by cluster) × clusters."""
-    order = cluster_order(memberships)
+def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order: Sequence[int] | None = None,
+                       title: str | None = None) -> go.Figure:
+    """Heatmap of memberships ``(n_tasks, k)``: tasks (rows, ordered by cluster) × clusters.
+
+    ``order``: the task order (row indices of ``memberships``, top to bottom) instead of this
+    grouping's own :func:`cluster_order` — e.g. one order shared by several groupings drawn side
+    by side. ``ValueError`` when it is not a permutation of the tasks.
+    """
+    memberships = np.asarray(memberships, dtype=np.float64)
+    if order is None:
+        order = cluster_order(memberships)
+    else:
+        order = np.asarray(order, dtype=np.int64)
+        if sorted(order.tolist()) != list(range(len(memberships))):
+            raise ValueError(f"order must be a permutation of the {len(memberships)} tasks")
     k = memberships.shape[1]
     fig = go.Figure(go.Heatmap(
         z=memberships[order], x=[f"cluster {j}" for j in range(k)], y=[task_names[i] for i in order],
@@ -25,6 +37,8 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str]) -> go
     ))
     fig.update_layout(height=max(300, 22 * len(order) + 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       yaxis={"type": "category", "autorange": "reversed"})  # names like "3" stay labels
+    if title is not None:
+        fig.update_layout(title=title, margin={"t": 40})
     return fig
 
 
@@ -300,4 +314,89 @@ def f1_curves(mean_f1: dict[str, dict[str, Sequence[float]]], epochs: Sequence[i
                       title="Mean F1 over tasks (test solid, train dashed)",
                       xaxis={"title": "epoch", "dtick": 1 if n <= 20 else None},
                       yaxis={"title": "mean F1"}, legend={"title": "method · split"})
+    return fig
+
+
+# ---- methods: groupings of the same tasks side by side ---------------------------------------
+
+#: Display names of the grouping methods (``stg_core.grouping.GROUPING_METHODS``).
+GROUPING_LABELS = {"stg": "STG-MTL", "tag": "TAG", "grad-tae": "Grad-TAE", "dmtg": "DMTG", "random": "random"}
+
+
+def grouping_label(method: str) -> str:
+    return GROUPING_LABELS.get(method, method)
+
+
+def match_clusters(memberships: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``memberships`` ``(n_tasks, k)`` with its columns permuted to best match ``reference``
+    ``(n_tasks, k)``: the permutation maximising the shared membership ``Σ_j ref[:, j]·w[:, π(j)]``
+    (Hungarian matching), so that the same column number means the same group in groupings
+    drawn side by side where they agree. Cluster numbers are arbitrary; nothing else changes."""
+    from scipy.optimize import linear_sum_assignment
+
+    w = np.asarray(memberships, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    if w.shape != ref.shape:
+        raise ValueError(f"memberships {w.shape} and reference {ref.shape} must have the same shape")
+    _, columns = linear_sum_assignment(ref.T @ w, maximize=True)
+    return w[:, columns]
+
+
+def pairwise_ari(labels: dict[str, Sequence[int]]) -> np.ndarray:
+    """Adjusted Rand index between every two groupings ``(m, m)``, in the order of ``labels``
+    (method -> cluster label of each task); 1 on the diagonal."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rows = [np.asarray(v) for v in labels.values()]
+    m = len(rows)
+    out = np.ones((m, m))
+    for a in range(m):
+        for b in range(a + 1, m):
+            out[a, b] = out[b, a] = adjusted_rand_score(rows[a], rows[b])
+    return out
+
+
+def agreement_heatmap(ari: np.ndarray, methods: Sequence[str]) -> go.Figure:
+    """Pairwise agreement ``(m, m)`` (adjusted Rand index) between the groupings of ``methods``,
+    values written in the cells. ARI is 1 for identical groupings and about 0 for unrelated ones
+    (it can be negative)."""
+    a = np.asarray(ari, dtype=np.float64)
+    labels = [grouping_label(m) for m in methods]
+    if a.shape != (len(labels), len(labels)):
+        raise ValueError(f"agreement matrix of shape {a.shape} does not match {len(labels)} methods")
+    fig = go.Figure(go.Heatmap(
+        z=a, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu", colorbar={"title": "ARI"},
+        text=[[f"{v:.2f}" for v in row] for row in a], texttemplate="%{text}",
+        hovertemplate="%{y} vs %{x}: ARI %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=max(260, 50 * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Agreement between methods (ARI)",
+                      xaxis={"type": "category"}, yaxis={"type": "category", "autorange": "reversed"})
+    return fig
+
+
+def affinity_heatmap(affinity: np.ndarray, task_names: Sequence[str], order: Sequence[int] | None = None,
+                     title: str = "Task affinity") -> go.Figure:
+    """Heatmap of a task-affinity matrix ``(n_tasks, n_tasks)``: entry ``[i, j]`` (row i, column
+    j) is how much task i helps task j, in the method's own units. Rows and columns in ``order``
+    (default: as given). The colour scale is diverging around 0 and spans the off-diagonal
+    entries (a task's affinity with itself would otherwise flatten the rest); hover shows every
+    value."""
+    a = np.asarray(affinity, dtype=np.float64)
+    names = list(task_names)
+    n = len(names)
+    if a.shape != (n, n):
+        raise ValueError(f"affinity of shape {a.shape} does not match {n} tasks")
+    idx = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    if sorted(idx.tolist()) != list(range(n)):
+        raise ValueError(f"order must be a permutation of the {n} tasks")
+    off = a[~np.eye(n, dtype=bool)]
+    off = off[np.isfinite(off)]
+    span = float(np.abs(off).max()) if off.size and np.abs(off).max() > 0 else 1.0
+    labels = [names[i] for i in idx]
+    fig = go.Figure(go.Heatmap(
+        z=a[np.ix_(idx, idx)], x=labels, y=labels, zmin=-span, zmax=span, colorscale="RdBu",
+        colorbar={"title": "affinity"}, hovertemplate="%{y} → %{x}: %{z:.4g}<extra></extra>"))
+    fig.update_layout(height=max(320, 22 * n + 140), margin={"l": 10, "r": 10, "t": 40, "b": 10}, title=title,
+                      xaxis={"type": "category", "title": "task j (helped)"},
+                      yaxis={"type": "category", "autorange": "reversed", "title": "task i (helps)"})
     return fig
