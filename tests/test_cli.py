@@ -89,9 +89,16 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 KILL_TRAIN = ["train", "--preset", "digits-g2", "--subset", "1000", "--test-subset", "100", "-q"]
 
 
-@pytest.mark.parametrize("kill_after_epochs, extra_delay", [(1, 0.0), (2, 0.05), (3, 0.13)])
-def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_path, kill_after_epochs, extra_delay):
-    # 10 epochs of 4 batches: the kill (at most 0.13 s after epoch 3) always lands before the end
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_path, seed):
+    """The background worker is killed with SIGKILL at a seeded random point (after 1 to 3
+    finished epochs, then 0 to 0.2 s more: mid-epoch or mid-write), then the run is resumed."""
+    from stg_core import jobs
+    from stg_core.training import save_run_spec
+
+    rng = np.random.default_rng(seed)
+    kill_after_epochs, extra_delay = int(rng.integers(1, 4)), float(rng.uniform(0.0, 0.2))
+    # 10 epochs of 4 batches: the kill (at most 0.2 s after epoch 3) always lands before the end
     epochs = 10
     spec = spec_from_preset("digits-g2", subset=1000, test_subset=100, train=TrainConfig(epochs=epochs))
     reference = ArtifactStore(tmp_path / "ref")
@@ -99,17 +106,19 @@ def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_pa
 
     store_dir = tmp_path / "killed"
     store = ArtifactStore(store_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "stg_core", *KILL_TRAIN, "--epochs", str(epochs), "--store",
-                             str(store_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    assert save_run_spec(store, spec) == run_id
+    proc = subprocess.Popen([sys.executable, "-m", "stg_core.worker", run_id, "--store", str(store_dir)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_for(lambda: store.exists(run_id) and store.read_status(run_id).get("epochs_done", 0) >= kill_after_epochs)
+        _wait_for(lambda: store.read_status(run_id).get("epochs_done", 0) >= kill_after_epochs)
         time.sleep(extra_delay)  # lands mid-epoch or mid-write
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     status = store.read_status(run_id)
     assert status["state"] == "running" and status["epochs_done"] < epochs  # killed, not finished
+    jobs.refresh(store)
+    assert store.read_status(run_id)["state"] == "interrupted"  # the dead worker is noticed
     # whatever was on disk at the kill is readable: no half-written artifact
     for e in store.recorded_epochs(run_id):
         assert store.load_p_true(run_id, e).shape == (15, 1000)
