@@ -153,6 +153,24 @@ def demo_guide(page: str) -> None:
                       query_params={"run": run_id, "k": str(DEMOS[name].k)})
 
 
+def completed_run_or_stop(s: ArtifactStore, then: str, needs: str) -> str:
+    """The active run when it has finished training. Otherwise an explanation and a link (to
+    **Experiment** without a run — "..., let it train, then ``then``" —, to **Training** while it
+    trains — "Run X is <state>: ``needs``"), then ``st.stop()``."""
+    run_id = active_run()
+    if run_id is None:
+        st.info(f"No run yet. Launch one from **Experiment** (e.g. the `digits-g2` preset), let it train, then {then}.")
+        st.page_link(PAGE_FILES["experiment"], label="Experiment →")
+        st.stop()
+    state = s.read_status(run_id).get("state", "missing")
+    if state != "completed":
+        st.info(f"Run {run_id} is **{state}**: {needs}. Come back once training has completed (follow it on "
+                "**Training**).")
+        st.page_link(PAGE_FILES["training"], label="Training →")
+        st.stop()
+    return run_id
+
+
 def glossary() -> None:
     with st.expander("Glossary"):
         st.markdown(GLOSSARY)

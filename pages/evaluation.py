@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import f1_curves, method_label
-from app.state import PAGE_FILES, active_run, flash, glossary, show_flash, to_url, url_default
+from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
 from stg_core.clustering import REPRESENTATIONS
 from stg_core.evaluation import (COMBINATIONS, METHODS, EvaluationSpec, load_evaluation_spec, read_results,
@@ -24,22 +24,10 @@ st.caption("Does the grouping help? STG-MTL trains one specialised model per clu
 glossary()
 show_flash()
 store = ArtifactStore()
-run_id = active_run()
-if run_id is None:
-    st.info("No run yet. Launch one from **Experiment** (e.g. the `digits-g2` preset), let it train, then "
-            "evaluate its grouping here.")
-    st.page_link(PAGE_FILES["experiment"], label="Experiment →")
-    st.stop()
-
+run_id = completed_run_or_stop(store, "evaluate its grouping here", "an evaluation needs its finished data maps")
 run_spec = store.load_spec(run_id)
 names = list(run_spec.task_names)
 n_tasks = len(names)
-run_state = store.read_status(run_id).get("state", "missing")
-if run_state != "completed":
-    st.info(f"Run {run_id} is **{run_state}**: an evaluation needs its finished data maps. Come back once "
-            "training has completed (follow it on **Training**).")
-    st.page_link(PAGE_FILES["training"], label="Training →")
-    st.stop()
 
 
 def _label(eid: str, spec: EvaluationSpec | None, status: dict[str, Any]) -> str:

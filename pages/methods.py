@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.charts import (affinity_heatmap, agreement_heatmap, cluster_order, grouping_label, match_clusters,
                         membership_heatmap, pairwise_ari)
-from app.state import PAGE_FILES, active_run, flash, glossary, show_flash, to_url, url_default
+from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
 from stg_core.clustering import alignment_scores, task_groups
 from stg_core.evaluation import EvaluationSpec, evaluation_dir, read_results, save_evaluation_spec
@@ -54,22 +54,11 @@ with st.expander("The methods"):
     st.markdown(ABOUT)
 show_flash()
 store = ArtifactStore()
-run_id = active_run()
-if run_id is None:
-    st.info("No run yet. Launch one from **Experiment** (e.g. the `digits-g2` preset), let it train, then "
-            "group its tasks here with every method.")
-    st.page_link(PAGE_FILES["experiment"], label="Experiment →")
-    st.stop()
-
+run_id = completed_run_or_stop(store, "group its tasks here with every method",
+                               "the grouping methods need a finished training run (its data maps, its model and data)")
 run_spec = store.load_spec(run_id)
 names = list(run_spec.task_names)
 n_tasks = len(names)
-run_state = store.read_status(run_id).get("state", "missing")
-if run_state != "completed":
-    st.info(f"Run {run_id} is **{run_state}**: the grouping methods need a finished training run (its data maps, "
-            "its model and data). Come back once training has completed (follow it on **Training**).")
-    st.page_link(PAGE_FILES["training"], label="Training →")
-    st.stop()
 
 # ---- settings ------------------------------------------------------------------------------
 c1, c2, c3 = st.columns([3, 2, 1])

@@ -59,11 +59,9 @@ def run_training_job(store: ArtifactStore, run_id: str, device: str = "auto") ->
     print(f"run: {run_id}", flush=True)
 
 
-def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, device: str = "auto") -> None:
-    from stg_core.evaluation import load_evaluation_spec, run_evaluation
-
-    spec = load_evaluation_spec(store, run_id, evaluation_id)
-    job = jobs.Job(run_id, evaluation_id)
+def _step_progress(store: ArtifactStore, job: jobs.Job):
+    """A ``(message, step, n_steps)`` progress callback for an evaluation or grouping job: the
+    fraction done and the message go to its status file (throttled) and every step to the log."""
 
     def write(done: float, message: str = "") -> None:
         jobs.write_job_status(store, job, state="running", progress=round(done, 4), message=message)
@@ -74,7 +72,14 @@ def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, de
         throttle(step / max(n_steps, 1), step == n_steps, message=message)
         print(f"{message} ({step}/{n_steps})", flush=True)
 
-    run_evaluation(spec, store, device=device, progress=progress)
+    return progress
+
+
+def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, device: str = "auto") -> None:
+    from stg_core.evaluation import load_evaluation_spec, run_evaluation
+
+    spec = load_evaluation_spec(store, run_id, evaluation_id)
+    run_evaluation(spec, store, device=device, progress=_step_progress(store, jobs.Job(run_id, evaluation_id)))
     print(f"evaluation: {evaluation_id}", flush=True)
 
 
@@ -82,18 +87,8 @@ def run_grouping_job(store: ArtifactStore, run_id: str, grouping_id: str, device
     from stg_core.grouping import load_grouping_spec, run_grouping
 
     spec = load_grouping_spec(store, run_id, grouping_id)
-    job = jobs.Job(run_id, grouping_id=grouping_id)
-
-    def write(done: float, message: str = "") -> None:
-        jobs.write_job_status(store, job, state="running", progress=round(done, 4), message=message)
-
-    throttle = _Throttle(write)
-
-    def progress(message: str, step: int, n_steps: int) -> None:
-        throttle(step / max(n_steps, 1), step == n_steps, message=message)
-        print(f"{message} ({step}/{n_steps})", flush=True)
-
-    result = run_grouping(spec, store, device=device, progress=progress)
+    result = run_grouping(spec, store, device=device,
+                          progress=_step_progress(store, jobs.Job(run_id, grouping_id=grouping_id)))
     print(f"grouping: {grouping_id} ({spec.method}, k={spec.n_clusters}, {result.cost.wall_seconds:.1f} s)", flush=True)
 
 
