@@ -81,7 +81,9 @@ try:
             data_root = str(check_data_root(folder))
         status = dataset_status(dataset_name, data_root)
         if not status.available:
-            st.warning(f"**{dataset_name}** is not available here: {status.message}")
+            # A folder the user typed that holds no dataset is bad input (an error); no folder typed
+            # is the normal state of a dataset not installed yet (a warning saying how to get it).
+            (st.error if data_root else st.warning)(f"**{dataset_name}** is not available here: {status.message}")
             st.stop()
     dataset = _dataset(dataset_name, data_root)
 except (ValueError, DatasetNotFoundError) as exc:

@@ -293,7 +293,11 @@ def _safe_unpickle(path: Path) -> dict[str, Any]:
     # Deviation from torchvision: its CIFAR classes call plain pickle.load, which runs any
     # code a crafted file asks for; here only the globals in _SAFE_GLOBALS can be built.
     with open(path, "rb") as f:
-        obj = _SafeUnpickler(f, encoding="latin1").load()
+        try:
+            obj = _SafeUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
+                ValueError) as exc:  # what a damaged or foreign file raises: a bad-input error, not a crash
+            raise ValueError(f"{path} is not a readable CIFAR batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}

@@ -184,6 +184,27 @@ def test_data_folder_outside_the_allowed_roots_is_refused(tmp_path, monkeypatch)
     assert any("outside the allowed data folders" in e.value for e in at.error)
 
 
+def test_data_folders_inside_the_allowed_root_without_a_dataset_or_with_a_corrupt_one(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.setenv("STG_DATA", str(data))
+    (data / "empty").mkdir(parents=True)
+    store = tmp_path / "store"
+    at = _app(store, monkeypatch)
+    at.selectbox(key="dataset").set_value("cifar10")  # read from the typed folder only: no system copy
+    for folder, message in ((data / "empty", "cifar10** is not available here"),
+                            (data / "does-not-exist", "is not an existing folder")):
+        at.text_input(key="data_root").set_value(str(folder)).run()
+        assert not at.exception
+        assert at.error and message in at.error[0].value, folder
+    batches = data / "corrupt" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in ["batches.meta", "test_batch"] + [f"data_batch_{i}" for i in range(1, 6)]:
+        (batches / name).write_bytes(b"not a CIFAR batch")
+    at.text_input(key="data_root").set_value(str(data / "corrupt")).run()
+    assert not at.exception and at.error, "a corrupt dataset is an error, not a traceback"
+    assert not (store / "runs").exists() or not any((store / "runs").iterdir())  # nothing stored
+
+
 # ---- Training ------------------------------------------------------------------------------
 
 def test_training_page_without_runs(tmp_path, monkeypatch):
