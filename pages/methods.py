@@ -93,7 +93,7 @@ for method in chosen:
     try:
         spec.validate(n_tasks)
         ids[method] = spec.grouping_id()
-    except Exception as exc:  # noqa: BLE001 - a method that cannot run here is named, the others still run
+    except (ValueError, ImportError) as exc:  # a method that cannot run here is named, the others still run
         problems.append(f"{grouping_label(method)}: {exc}")
     else:
         specs[method] = spec
@@ -117,7 +117,7 @@ if specs:
             try:
                 gid = save_grouping_spec(spec, store)
                 states[method] = jobs.submit(store, jobs.Job(run_id, grouping_id=gid))
-            except Exception as exc:  # noqa: BLE001 - shown, and the other methods still launch
+            except (ValueError, OSError) as exc:  # shown, and the other methods still launch
                 failures.append(f"{grouping_label(method)}: {exc}")
         launched_text = "Launched: " + ", ".join(f"{grouping_label(m)} {s}" for m, s in states.items()) + "."
         if not failures:
@@ -330,7 +330,7 @@ if st.button("Evaluate F1 of these groupings", key="evaluate_f1",
         try:
             eid = save_evaluation_spec(spec, store)
             states[method] = jobs.submit(store, jobs.Job(run_id, eid))
-        except Exception as exc:  # noqa: BLE001 - shown, and the other evaluations still launch
+        except (ValueError, OSError) as exc:  # shown, and the other evaluations still launch
             failures.append(f"{grouping_label(method)}: {exc}")
     submitted_text = "Evaluations: " + ", ".join(f"{grouping_label(m)} {s}" for m, s in states.items()) + "."
     if not failures:
