@@ -35,6 +35,10 @@ links = st.columns(4)
 for col, (page, label) in zip(links, (("experiment", "1 · Define tasks and train"), ("training", "2 · Watch the data maps"),
                                       ("clustering", "3 · Cluster the tasks"), ("evaluation", "4 · Compare F1"))):
     col.page_link(PAGE_FILES[page], label=label)
+st.caption("Other ways to find task groups — TAG (lookahead affinity), Grad-TAE (gradient-based affinity "
+           "estimates) and DMTG (differentiable grouping) — run on the same tasks on the **Methods** page, with "
+           "what each costs.")
+st.page_link(PAGE_FILES["methods"], label="Compare grouping methods →")
 
 st.subheader("Data maps")
 st.markdown("""
