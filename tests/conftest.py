@@ -2,6 +2,7 @@
 
 import pytest
 
+from stg_core import jobs
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
@@ -18,3 +19,16 @@ def planted_run(tmp_path_factory):
     store = ArtifactStore(tmp_path_factory.mktemp("planted"))
     spec = spec_from_preset("digits-planted", train=TrainConfig(epochs=PLANTED_EPOCHS))
     return store, train_run(spec, store)
+
+
+@pytest.fixture
+def submitted(monkeypatch):
+    """Record jobs.submit calls instead of starting worker processes."""
+    calls = []
+
+    def fake_submit(store, job, **kwargs):
+        calls.append(job)
+        return "running"
+
+    monkeypatch.setattr(jobs, "submit", fake_submit)
+    return calls

@@ -22,19 +22,6 @@ def _app(store_root, monkeypatch, page: str = "experiment") -> AppTest:
     return at.switch_page(f"../pages/{page}.py").run()
 
 
-@pytest.fixture
-def submitted(monkeypatch):
-    """Record jobs.submit calls instead of starting worker processes."""
-    calls = []
-
-    def fake_submit(store, job, **kwargs):
-        calls.append(job)
-        return "running"
-
-    monkeypatch.setattr(jobs, "submit", fake_submit)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     store = ArtifactStore(tmp_path_factory.mktemp("store"))

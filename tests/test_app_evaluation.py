@@ -42,19 +42,6 @@ def store_copy(evaluated, tmp_path):
     return ArtifactStore(root), run_id, results
 
 
-@pytest.fixture
-def submitted(monkeypatch):
-    """Record jobs.submit calls instead of starting worker processes."""
-    calls = []
-
-    def fake_submit(store, job, **kwargs):
-        calls.append(job)
-        return "running"
-
-    monkeypatch.setattr(jobs, "submit", fake_submit)
-    return calls
-
-
 def _figure(at: AppTest, key: str) -> dict:
     charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
     assert len(charts) == 1, f"no single chart with key {key!r}"

@@ -93,19 +93,6 @@ def copy_of(tmp_path):
     return copy
 
 
-@pytest.fixture
-def submitted(monkeypatch):
-    """Record jobs.submit calls instead of starting worker processes."""
-    calls = []
-
-    def fake_submit(store, job, **kwargs):
-        calls.append(job)
-        return "running"
-
-    monkeypatch.setattr(jobs, "submit", fake_submit)
-    return calls
-
-
 # ---- empty states ----------------------------------------------------------------------------
 
 def test_methods_page_without_runs(tmp_path, monkeypatch):
