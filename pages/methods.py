@@ -102,6 +102,25 @@ for problem in problems:
 if not chosen:
     st.error("No method selected: pick at least one grouping method.")
 
+def submit_all(saves: dict[str, Any], done: str, failed: str) -> None:
+    """Save and submit one background job per method (``saves``: method -> a function that saves
+    the spec and returns its :class:`jobs.Job`). A method that fails is named; the others still
+    run. All submitted: a success message and a rerun; else the errors and what did start."""
+    states, failures = {}, []
+    for method, save in saves.items():
+        try:
+            states[method] = jobs.submit(store, save())
+        except (ValueError, OSError) as exc:  # shown, and the other methods still launch
+            failures.append(f"{grouping_label(method)}: {exc}")
+    text = f"{done}: " + ", ".join(f"{grouping_label(m)} {s}" for m, s in states.items()) + "."
+    if not failures:
+        flash("success", text)
+        st.rerun()
+    st.error(f"{failed} " + "; ".join(failures))
+    if states:
+        st.success(text)
+
+
 seconds = sum(float(r.get("seconds", 0.0)) for r in store.read_metrics(run_id))
 if specs:
     with st.container(border=True):
@@ -112,20 +131,8 @@ if specs:
     if st.button("Launch", type="primary", key="launch_groupings",
                  help="Save one grouping per chosen method with these settings and run each as a background job "
                       "(one at a time; the same settings twice reuse the same job and its result)."):
-        states, failures = {}, []
-        for method, spec in specs.items():
-            try:
-                gid = save_grouping_spec(spec, store)
-                states[method] = jobs.submit(store, jobs.Job(run_id, grouping_id=gid))
-            except (ValueError, OSError) as exc:  # shown, and the other methods still launch
-                failures.append(f"{grouping_label(method)}: {exc}")
-        launched_text = "Launched: " + ", ".join(f"{grouping_label(m)} {s}" for m, s in states.items()) + "."
-        if not failures:
-            flash("success", launched_text)
-            st.rerun()
-        st.error("Could not launch " + "; ".join(failures))
-        if states:
-            st.success(launched_text)
+        submit_all({m: (lambda spec=spec: jobs.Job(run_id, grouping_id=save_grouping_spec(spec, store)))
+                    for m, spec in specs.items()}, "Launched", "Could not launch")
 
 
 def job_panel(entries: list[tuple[str, str, jobs.Job]], what: str) -> None:
@@ -325,20 +332,8 @@ evaluations = {m: _evaluation_spec(r) for m, r in results.items()}
 if st.button("Evaluate F1 of these groupings", key="evaluate_f1",
              help="Save one evaluation per finished grouping and run them as background jobs (one at a time); a "
                   "grouping already evaluated with these epochs is reused."):
-    states, failures = {}, []
-    for method, spec in evaluations.items():
-        try:
-            eid = save_evaluation_spec(spec, store)
-            states[method] = jobs.submit(store, jobs.Job(run_id, eid))
-        except (ValueError, OSError) as exc:  # shown, and the other evaluations still launch
-            failures.append(f"{grouping_label(method)}: {exc}")
-    submitted_text = "Evaluations: " + ", ".join(f"{grouping_label(m)} {s}" for m, s in states.items()) + "."
-    if not failures:
-        flash("success", submitted_text)
-        st.rerun()
-    st.error("Could not evaluate " + "; ".join(failures))
-    if states:
-        st.success(submitted_text)
+    submit_all({m: (lambda spec=spec: jobs.Job(run_id, save_evaluation_spec(spec, store)))
+                for m, spec in evaluations.items()}, "Evaluations", "Could not evaluate")
 
 eval_ids = {m: s.evaluation_id() for m, s in evaluations.items()}
 launched = {m: e for m, e in eval_ids.items() if (evaluation_dir(store, run_id, e) / "spec.json").exists()}
