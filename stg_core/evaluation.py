@@ -188,9 +188,7 @@ class _Evaluator:
 
 
 def evaluation_dir(store: ArtifactStore, run_id: str, evaluation_id: str) -> Path:
-    if len(evaluation_id) != 12 or not all(c in "0123456789abcdef" for c in evaluation_id):
-        raise ValueError(f"invalid evaluation id {evaluation_id!r}")
-    return store.run_dir(run_id) / "evaluations" / evaluation_id
+    return store.job_dir(run_id, "evaluations", evaluation_id)
 
 
 def grouping_memberships(spec: EvaluationSpec, store: ArtifactStore) -> np.ndarray:

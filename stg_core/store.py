@@ -107,6 +107,15 @@ class ArtifactStore:
             raise ValueError(f"invalid run id {run_id!r}: expected 12 hexadecimal digits")
         return self.root / "runs" / run_id
 
+    def job_dir(self, run_id: str, kind: str, job_id: str) -> Path:
+        """Folder of one of a run's jobs (``kind``: ``"evaluations"`` or ``"groupings"``); the
+        12-hex-digit id is checked like a run id, so no path can escape the store."""
+        if kind not in ("evaluations", "groupings"):
+            raise ValueError(f"unknown kind of job folder {kind!r}")
+        if not isinstance(job_id, str) or not _RUN_ID.match(job_id):
+            raise ValueError(f"invalid {kind[:-1]} id {job_id!r}")
+        return self.run_dir(run_id) / kind / job_id
+
     def exists(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "spec.json").exists()
 

@@ -287,8 +287,7 @@ class MultiTaskTrainer:
         return arrays, {"param_groups": opt["param_groups"], "scaler": self.scaler.state_dict()}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        model_state = {k[len("model/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")}
-        self.model.load_state_dict(model_state)
+        self.model.load_state_dict(model_state(arrays))
         state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in arrays.items():
             if k.startswith("optim/"):
@@ -297,6 +296,11 @@ class MultiTaskTrainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         if meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])
+
+
+def model_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The model's ``state_dict`` from checkpoint arrays (:meth:`MultiTaskTrainer.state_arrays`)."""
+    return {k[len("model/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")}
 
 
 def init_heads(heads: torch.nn.Linear, task_keys: list[tuple[str, float]], seed: int) -> None:
@@ -374,8 +378,7 @@ def load_trained_model(store: ArtifactStore, run_id: str, image_shape: tuple[int
     if checkpoint is None:
         raise ValueError(f"run {run_id} has no checkpoint")
     model = seeded_model(spec, image_shape, class_names)
-    arrays = checkpoint[0]
-    model.load_state_dict({k[len("model/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    model.load_state_dict(model_state(checkpoint[0]))
     return model.eval()
 
 

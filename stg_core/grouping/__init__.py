@@ -96,9 +96,7 @@ class GroupingSpec:
 
 
 def grouping_dir(store: ArtifactStore, run_id: str, grouping_id: str) -> Path:
-    if len(grouping_id) != 12 or not all(c in "0123456789abcdef" for c in grouping_id):
-        raise ValueError(f"invalid grouping id {grouping_id!r}")
-    return store.run_dir(run_id) / "groupings" / grouping_id
+    return store.job_dir(run_id, "groupings", grouping_id)
 
 
 def save_grouping_spec(spec: GroupingSpec, store: ArtifactStore) -> str:
