@@ -47,7 +47,7 @@ import torchvision  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-from stg_core.models import build_model  # noqa: E402
+from stg_core.models import build_model, paper_cnn  # noqa: E402
 from stg_core.training import MultiTaskTrainer, TrainingData, pos_weights, use_mixed_precision  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -126,6 +126,13 @@ def synthetic(n: int, n_tasks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def seeded_model(n_tasks: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return build_model("paper_cnn", IMAGE_SHAPE[2], IMAGE_SHAPE[0], n_tasks)
+
+
+def reference_model(n_tasks: int, seed: int = 0) -> nn.Module:
+    """The paper CNN as the original builds it: Table 2's literal layer order (ReLU before each
+    pool) and ``nn.Dropout``; the same parameters, initialised as :func:`seeded_model`'s."""
+    torch.manual_seed(seed)
+    return paper_cnn(IMAGE_SHAPE[2], IMAGE_SHAPE[0], n_tasks, original_layout=True)
 
 
 def ours_trainer(model: nn.Module, x: np.ndarray, y: np.ndarray, **kw) -> MultiTaskTrainer:
@@ -227,7 +234,7 @@ class ReferenceLoop:
         self.dataset = ReferenceDataset(x, y, tf)
         self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=BATCH, shuffle=True,
                                                   num_workers=num_workers)
-        self.model = seeded_model(n_tasks, seed).to(CPU)
+        self.model = reference_model(n_tasks, seed).to(CPU)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.losses = [nn.BCEWithLogitsLoss(pos_weight=torch.tensor([w], dtype=torch.float32, device=CPU))
                        for w in pos_weights(y)]

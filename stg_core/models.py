@@ -4,6 +4,7 @@ outputs are the n task heads (one logit per binary task)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -28,42 +29,79 @@ class MultiHeadNet(nn.Module):
         return self.heads(self.trunk(x))
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU: ``rand < keep`` times ``1 / keep``.
+
+    Measured on a 2-core CPU (forward + backward of a ``(256, 3136)`` activation): 13.0 ms
+    with ``F.dropout`` (its ``bernoulli_`` is the slow part) against 3.1 ms here, about 7% of
+    a paper-CNN training step. Same expectation and the same mask distribution; a different
+    random stream. Elsewhere (CUDA) it is ``F.dropout``, which is already fused there."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return F.dropout(x, self.p, self.training, self.inplace)
+        keep = 1.0 - self.p
+        if keep == 0.0:
+            return torch.zeros_like(x)
+        return x * torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+
+
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, padding: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel, padding=padding), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def _conv_bn_relu_pool(c_in: int, c_out: int, kernel: int, padding: int, original_layout: bool) -> list[nn.Module]:
+    """Conv BN ReLU MaxPool2. Unless ``original_layout``, the ReLU comes after the pool: max
+    and ReLU commute (ReLU is monotone), so outputs and gradients are the same, and the ReLU
+    and its backward touch 4x fewer values (about 5% of a paper-CNN step on a 2-core CPU,
+    ``python bench/train_throughput.py``)."""
+    conv, norm, relu = _conv_bn_relu(c_in, c_out, kernel, padding)
+    return [conv, norm, relu, nn.MaxPool2d(2)] if original_layout else [conv, norm, nn.MaxPool2d(2), relu]
 
 
 def _hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
 
 
-def paper_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
+def _classifier(in_features: int, original_layout: bool) -> list[nn.Module]:
+    """Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2 (``nn.Dropout`` if ``original_layout``)."""
+    dropout = nn.Dropout if original_layout else Dropout
+    return [nn.Flatten(), dropout(0.2), nn.Linear(in_features, 128), nn.ReLU(inplace=True), dropout(0.2)]
+
+
+def paper_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
+              original_layout: bool = False) -> MultiHeadNet:
     """The custom CNN of the paper's Table 2 (472,612 parameters for 100 tasks on 3x32x32):
     Conv5x5(32, no padding) BN ReLU MaxPool2, Conv3x3(64) BN ReLU, Conv3x3(64) BN ReLU, MaxPool2,
-    Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2, FC n."""
+    Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2, FC n.
+
+    The same function, faster: each ReLU before a pool runs after it, and dropout draws its
+    mask the cheap way on the CPU (:class:`Dropout`). ``original_layout=True`` builds the
+    literal Table 2 order with ``nn.Dropout`` (same parameters and state_dict keys)."""
     h, w = (((s - 4) // 2) // 2 for s in _hw(image_size))
     if min(h, w) < 1:
         raise ValueError(f"paper_cnn needs images of at least 8x8 pixels, got {image_size}")
     trunk = nn.Sequential(
-        *_conv_bn_relu(in_channels, 32, 5, 0), nn.MaxPool2d(2),
+        *_conv_bn_relu_pool(in_channels, 32, 5, 0, original_layout),
         *_conv_bn_relu(32, 64, 3, 1),
-        *_conv_bn_relu(64, 64, 3, 1), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.2),
-        nn.Linear(64 * h * w, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+        *_conv_bn_relu_pool(64, 64, 3, 1, original_layout),
+        *_classifier(64 * h * w, original_layout),
     )
     return MultiHeadNet(trunk, 128, n_tasks)
 
 
-def small_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
-    """A small CNN for tiny images (8x8 digits): three padded 3x3 convolutions, two pools."""
+def small_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
+              original_layout: bool = False) -> MultiHeadNet:
+    """A small CNN for tiny images (8x8 digits): three padded 3x3 convolutions, two pools
+    (ReLUs after the pools unless ``original_layout``, as in :func:`paper_cnn`)."""
     h, w = (s // 4 for s in _hw(image_size))
     if min(h, w) < 1:
         raise ValueError(f"small_cnn needs images of at least 4x4 pixels, got {image_size}")
     trunk = nn.Sequential(
         *_conv_bn_relu(in_channels, 32, 3, 1),
-        *_conv_bn_relu(32, 64, 3, 1), nn.MaxPool2d(2),
-        *_conv_bn_relu(64, 64, 3, 1), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.2),
-        nn.Linear(64 * h * w, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+        *_conv_bn_relu_pool(32, 64, 3, 1, original_layout),
+        *_conv_bn_relu_pool(64, 64, 3, 1, original_layout),
+        *_classifier(64 * h * w, original_layout),
     )
     return MultiHeadNet(trunk, 128, n_tasks)
 

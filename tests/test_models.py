@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stg_core.models import build_model, count_parameters
+from stg_core.models import Dropout, build_model, count_parameters, paper_cnn, small_cnn
 
 
 def test_paper_cnn_has_the_parameter_count_of_table_2():
@@ -37,3 +37,42 @@ def test_bad_model_arguments():
         build_model("paper_cnn", 1, 6, 2)
     with pytest.raises(ValueError, match="n_tasks=0"):
         build_model("small_cnn", 1, 8, 0)
+
+
+@pytest.mark.parametrize("factory, shape", [(paper_cnn, (3, 32, 32)), (small_cnn, (1, 8, 8))])
+def test_fast_layout_computes_the_original_function_and_gradients(factory, shape):
+    """ReLU after the pool (and the CPU dropout mask) vs Table 2's literal order with nn.Dropout:
+    the same state_dict, the same outputs, the same gradients (BatchNorm on batch statistics;
+    dropout off, since the two draw their masks differently)."""
+    torch.manual_seed(0)
+    fast = factory(shape[0], shape[1:], 5)
+    original = factory(shape[0], shape[1:], 5, original_layout=True)
+    assert list(fast.state_dict()) == list(original.state_dict())
+    original.load_state_dict(fast.state_dict())
+    assert any(isinstance(m, Dropout) for m in fast.modules())
+    assert not any(isinstance(m, Dropout) for m in original.modules())
+    x = torch.randn(16, *shape)
+    grads = []
+    for model in (fast, original):
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        model.zero_grad()
+        out = model(x)
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_cpu_dropout_keeps_the_expectation_and_rate():
+    torch.manual_seed(0)
+    layer = Dropout(0.2).train()
+    x = torch.ones(200, 1000)
+    y = layer(x)
+    assert abs(float((y == 0).float().mean()) - 0.2) < 0.01          # the drop rate
+    assert abs(float(y.mean()) - 1.0) < 0.02                          # kept values scaled by 1/keep
+    assert torch.equal(y[y != 0], torch.full_like(y[y != 0], 1 / 0.8))
+    assert torch.equal(layer.eval()(x), x)
