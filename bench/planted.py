@@ -8,6 +8,13 @@ with an exact duplicate (12 tasks). For each run seed the MTL run is trained (15
 test suite's setting), then each method groups the tasks into k = 2 groups with each grouping
 seed. Printed: ARI with the planted sets, whether every duplicate shares its original's
 group, and how often the split is recovered (ARI >= 0.8).
+
+    python bench/planted.py --dmtg-fixed 3   # plus DMTG's objective with the grouping held fixed
+
+``--dmtg-fixed R`` also trains, per run seed, DMTG's 2-branch network with the planted grouping
+held fixed and with R random groupings that keep every duplicate with its original, and prints
+their training loss (mean over epochs and last epoch) and test loss: if the planted grouping
+does not score clearly lower, DMTG's objective has nothing to find on this problem.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
+from stg_core.grouping.base import RunContext  # noqa: E402
+from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
@@ -37,12 +46,32 @@ def duplicates_together(names: list[str], labels: np.ndarray) -> bool:
                if n.endswith(" again"))
 
 
+def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int) -> None:
+    """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed."""
+    ctx = RunContext(store, run_id, "cpu")
+    names = list(ctx.task_names)
+    originals = [i for i, n in enumerate(names) if not n.endswith(" again")]
+    planted = np.array([PLANTED_GROUPS[n] for n in names])
+    rng = np.random.default_rng(0)
+    rows = [("planted", planted)]
+    for r in range(n_random):
+        shuffled = dict(zip((names[i] for i in originals), rng.permutation(planted[originals])))
+        rows.append((f"random {r}", np.array([shuffled[n.removesuffix(" again")] for n in names])))
+    for label, labels in rows:
+        out = fixed_assignment_losses(ctx, labels)
+        ari = adjusted_rand_score(planted, labels)
+        print(f"    DMTG objective, {label:9s} (ARI {ari:5.2f}): train loss mean {np.mean(out['train_loss']):.3f}, "
+              f"last epoch {out['train_loss'][-1]:.3f}; test loss {out['test_loss']:.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-seeds", default="0,1,2")
     parser.add_argument("--group-seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--methods", default=",".join(GROUPING_METHODS))
+    parser.add_argument("--dmtg-fixed", type=int, default=0, metavar="R",
+                        help="also train DMTG's network with the planted and R random groupings held fixed")
     args = parser.parse_args()
     run_seeds = [int(s) for s in args.run_seeds.split(",")]
     group_seeds = [int(s) for s in args.group_seeds.split(",")]
@@ -56,6 +85,8 @@ def main() -> None:
         for run_seed in run_seeds:
             run_id = train_run(spec_from_preset("digits-planted", train=TrainConfig(epochs=args.epochs, seed=run_seed)),
                                store)
+            if args.dmtg_fixed:
+                dmtg_fixed(store, run_id, args.dmtg_fixed)
             for method in methods:
                 for group_seed in group_seeds:
                     r = run_grouping(GroupingSpec(run_id, method, 2, seed=group_seed), store, device="cpu")

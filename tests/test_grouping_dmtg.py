@@ -11,6 +11,7 @@ from stg_core.grouping.dmtg import (
     GroupBranchNet,
     check_params,
     default_alpha_lr,
+    fixed_assignment_losses,
     group,
     grouping_from_logits,
     split_trunk,
@@ -206,3 +207,23 @@ def test_same_seed_same_result_and_progress(planted):
     assert not np.array_equal(first.details["alpha"], other.details["alpha"])
     assert [(step, n) for _, step, n in calls] == [(1, 2), (2, 2)]
     assert all(isinstance(message, str) and message for message, _, _ in calls)
+
+
+# ---- DMTG's objective for a fixed grouping (the planted bench's diagnostic) --------------------
+
+def test_fixed_assignment_losses_train_the_given_grouping(planted):
+    store, run_id = planted
+    ctx = RunContext(store, run_id, "cpu")
+    labels = np.arange(ctx.n_tasks) // 2 % 2  # duplicates together, pairs alternating
+    a = fixed_assignment_losses(ctx, labels, epochs=3)
+    assert len(a["train_loss"]) == 3 and a["train_loss"][-1] < a["train_loss"][0]
+    assert np.isfinite(a["test_loss"]) and a["test_loss"] > 0
+    assert fixed_assignment_losses(ctx, labels, epochs=3) == a                    # seeded: reproducible
+    halves = (np.arange(ctx.n_tasks) >= ctx.n_tasks // 2).astype(int)
+    assert fixed_assignment_losses(ctx, halves, epochs=3) != a                   # another grouping, other losses
+    one_group = fixed_assignment_losses(ctx, np.zeros(ctx.n_tasks, dtype=int), epochs=1)
+    assert len(one_group["train_loss"]) == 1
+    with pytest.raises(ValueError, match="12 non-negative group ids"):
+        fixed_assignment_losses(ctx, labels[:-1])
+    with pytest.raises(ValueError, match="non-negative group ids"):
+        fixed_assignment_losses(ctx, labels - 1)

@@ -40,7 +40,8 @@ an exact duplicate) DMTG keeps every duplicate with its original but does not re
 sets (ARI with the planted split ≤ 0.4 in 29 of 30 seeds, 1.0 in one). Its objective, the
 training loss of the grouped network, hardly depends on the grouping there: trained with the
 planted assignment held fixed, the 2-branch network reaches the same loss as with random
-assignments that keep duplicates together. The grouping that emerges is decided by early noise
+assignments that keep duplicates together (``python bench/planted.py --dmtg-fixed 3`` prints
+both, from :func:`fixed_assignment_losses`). The grouping that emerges is decided by early noise
 (Gumbel draws, dropout masks) and then locks in; only exact duplicates, which share their
 labels and initial heads, follow each other. The same holds when the branch is the whole trunk
 (the authors' CelebA setting).
@@ -55,6 +56,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -177,51 +179,75 @@ def _gumbel_noise(generator: torch.Generator, shape: tuple[int, ...]) -> torch.T
     return -torch.empty(shape).exponential_(generator=generator).log()
 
 
+def _train_branches(trainer: MultiTaskTrainer, n_epochs: int, seed: int,
+                    weights: Callable[[int, int], Iterator[torch.Tensor]],
+                    progress: ProgressFn | None = None) -> list[float]:
+    """Train ``trainer.model`` (a :class:`GroupBranchNet`) for ``n_epochs`` on
+    ``Σ_i Σ_k z_ik · ℓ_i(head_{k,i}(...))``; ``weights(epoch, n_batches)`` yields one ``z``
+    ``(n_tasks, K)`` per batch. Returns the mean training loss of each epoch."""
+    data, net = trainer.data, trainer.model
+    devices = [trainer.device] if trainer.device.type == "cuda" else []
+    losses = []
+    net.train()
+    for epoch in range(1, n_epochs + 1):
+        batches = trainer.batches(epoch)
+        loss_sum = torch.zeros((), device=trainer.device)
+        zs = weights(epoch, len(batches))
+        with torch.random.fork_rng(devices=devices):  # dropout masks, as in MultiTaskTrainer
+            torch.manual_seed(seed * 1_000_003 + epoch)
+            for index, z in zip(batches, zs):
+                targets = data.y_train[index]
+                with trainer._autocast():
+                    logits = net(trainer._inputs(data.x_train[index]))  # (B, K, n_tasks)
+                loss_per_head = trainer._loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
+                loss = (loss_per_head * z.T).sum()
+                trainer.optimizer.zero_grad(set_to_none=True)
+                trainer.scaler.scale(loss).backward()
+                trainer.scaler.step(trainer.optimizer)
+                trainer.scaler.update()
+                loss_sum += loss.detach() * len(index)
+        losses.append(float(loss_sum) / len(data.y_train))
+        if progress is not None:
+            progress(f"DMTG epoch {epoch}/{n_epochs}", epoch, n_epochs)
+    return losses
+
+
+def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int) -> tuple[MultiTaskTrainer, float]:
+    """A trainer of the K-branch network built from the run's initial model (run's lr, batch
+    size, precision; ``seed`` orders the batches), and the network's compute factor."""
+    train, data = ctx.spec.train, ctx.data
+    image_shape = tuple(int(s) for s in data.x_train.shape[1:])
+    mtl_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
+    net = GroupBranchNet(mtl_model, n_clusters)
+    compute_factor = forward_flops(net, image_shape) / forward_flops(mtl_model, image_shape)
+    trainer = MultiTaskTrainer(net, data, lr=train.lr, weight_decay=train.weight_decay,  # type: ignore[arg-type]
+                               batch_size=train.batch_size, seed=seed, record=False,
+                               amp=precision_amp(train.precision))
+    return trainer, compute_factor
+
+
 def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
           tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None) -> GroupingResult:
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
-    data = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
+    _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
     with Timer() as timer:
-        image_shape = tuple(int(s) for s in data.x_train.shape[1:])
-        mtl_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
-        net = GroupBranchNet(mtl_model, n_clusters)
-        compute_factor = forward_flops(net, image_shape) / forward_flops(mtl_model, image_shape)
-        trainer = MultiTaskTrainer(net, data, lr=train.lr, weight_decay=train.weight_decay,  # type: ignore[arg-type]
-                                   batch_size=train.batch_size, seed=seed, record=False,
-                                   amp=precision_amp(train.precision))
+        trainer, compute_factor = _branch_trainer(ctx, n_clusters, seed)
         n_steps = n_epochs * len(trainer.batches(1))
         lr_alpha = default_alpha_lr(train.lr, n_steps) if alpha_lr is None else float(alpha_lr)
         alpha = nn.Parameter(torch.zeros(ctx.n_tasks, n_clusters, device=ctx.device))
         trainer.optimizer.add_param_group({"params": [alpha], "lr": lr_alpha, "weight_decay": 0.0})
         digest = hashlib.sha256(f"dmtg-gumbel:{seed}".encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-        devices = [ctx.device] if ctx.device.type == "cuda" else []
-        losses = []
-        net.train()
-        for epoch in range(1, n_epochs + 1):
-            batches = trainer.batches(epoch)
+
+        def relaxed_assignments(epoch: int, n_batches: int) -> Iterator[torch.Tensor]:
             # One Gumbel draw per batch, all of the epoch's made at once: one host-to-device copy.
-            noise = _gumbel_noise(generator, (len(batches), ctx.n_tasks, n_clusters)).to(ctx.device)
-            loss_sum = torch.zeros((), device=ctx.device)
-            with torch.random.fork_rng(devices=devices):  # dropout masks, as in MultiTaskTrainer
-                torch.manual_seed(seed * 1_000_003 + epoch)
-                for index, gumbel in zip(batches, noise):
-                    z = torch.softmax((alpha + gumbel) / tau, dim=1)  # (n_tasks, K), rows sum to 1
-                    targets = data.y_train[index]
-                    with trainer._autocast():
-                        logits = net(trainer._inputs(data.x_train[index]))  # (B, K, n_tasks)
-                    loss_per_head = trainer._loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
-                    loss = (loss_per_head * z.T).sum()
-                    trainer.optimizer.zero_grad(set_to_none=True)
-                    trainer.scaler.scale(loss).backward()
-                    trainer.scaler.step(trainer.optimizer)
-                    trainer.scaler.update()
-                    loss_sum += loss.detach() * len(index)
-            losses.append(float(loss_sum) / len(data.y_train))
-            if progress is not None:
-                progress(f"DMTG epoch {epoch}/{n_epochs}", epoch, n_epochs)
+            noise = _gumbel_noise(generator, (n_batches, ctx.n_tasks, n_clusters)).to(ctx.device)
+            for gumbel in noise:
+                yield torch.softmax((alpha + gumbel) / tau, dim=1)  # (n_tasks, K), rows sum to 1
+
+        losses = _train_branches(trainer, n_epochs, seed, relaxed_assignments, progress)
         final_alpha = alpha.detach().cpu().double().numpy()
     memberships, notes, details = grouping_from_logits(final_alpha)
     notes.append("grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
@@ -238,3 +264,24 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         "dmtg", ctx.task_names, memberships,
         GroupingCost(wall_seconds=timer.seconds, models_trained=1, compute_factor=float(compute_factor)),
         notes=tuple(notes), details=details)
+
+
+def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 0,
+                            epochs: int | None = None) -> dict[str, Any]:
+    """DMTG's objective for one grouping held fixed: the K-branch network trained with task i
+    in group ``labels[i]`` (``z`` one-hot, ``K = labels.max() + 1``), as :func:`group` trains it
+    otherwise. Returns the mean training loss of each epoch (``train_loss``) and the test loss
+    of the trained network (``test_loss``). Comparing a planted grouping with random ones says
+    whether the grouping matters to DMTG's objective on a problem (``bench/planted.py``)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (ctx.n_tasks,) or labels.min() < 0:
+        raise ValueError(f"labels must be {ctx.n_tasks} non-negative group ids")
+    n_epochs = ctx.spec.train.epochs if epochs is None else int(epochs)
+    trainer, _ = _branch_trainer(ctx, int(labels.max()) + 1, seed)
+    z = torch.as_tensor(one_hot(labels, int(labels.max()) + 1), dtype=torch.float32, device=ctx.device)
+    losses = _train_branches(trainer, n_epochs, seed, lambda epoch, n_batches: (z for _ in range(n_batches)))
+    trainer.model.eval()
+    with torch.no_grad(), trainer._autocast():
+        logits = trainer.model(trainer._inputs(ctx.data.x_test))
+    test = trainer._loss_per_task(logits, ctx.data.y_test[:, None, :].expand_as(logits))  # (K, n)
+    return {"train_loss": losses, "test_loss": float((test * z.T).sum())}
