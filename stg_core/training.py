@@ -189,16 +189,19 @@ class MultiTaskTrainer:
         self._scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
         self._shift = (-mean / std).view(1, -1, 1, 1)
 
-    def _inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
+    def inputs(self, x_u8: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, H, W, C)`` → normalised float ``(B, C, H, W)``."""
         x = torch.addcmul(self._shift, x_u8.permute(0, 3, 1, 2).float(), self._scale)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
+        """The autocast context of this trainer's precision (disabled in fp32)."""
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _loss_per_task(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean weighted BCE over the batch for every task: ``(n_tasks,)``."""
+    def loss_per_task(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """BCE with each task's ``pos_weight``, averaged over the batch: logits and targets
+        ``(B, ..., n_tasks)`` → ``(..., n_tasks)`` (``(n_tasks,)`` for plain MTL; TAG, Grad-TAE and
+        DMTG reuse it, DMTG with a group axis)."""
         losses = F.binary_cross_entropy_with_logits(logits.float(), targets, pos_weight=self.pos_weight,
                                                     reduction="none")
         return losses.mean(0)
@@ -235,10 +238,10 @@ class MultiTaskTrainer:
                 if before_step is not None:
                     before_step(i, index)
                 targets = self.data.y_train[index]
-                with self._autocast():
-                    logits = self.model(self._inputs(self.data.x_train[index]))
-                loss_per_task = self._loss_per_task(logits, targets)
-                loss = (loss_per_task * self.task_weights).sum()
+                with self.autocast():
+                    logits = self.model(self.inputs(self.data.x_train[index]))
+                per_task = self.loss_per_task(logits, targets)
+                loss = (per_task * self.task_weights).sum()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.step(self.optimizer)
@@ -264,8 +267,8 @@ class MultiTaskTrainer:
         self.model.eval()
         out = []
         for start in range(0, len(x_u8), batch_size):
-            with self._autocast():
-                out.append(self.model(self._inputs(x_u8[start:start + batch_size])).float())
+            with self.autocast():
+                out.append(self.model(self.inputs(x_u8[start:start + batch_size])).float())
         return torch.cat(out)
 
     @torch.no_grad()
@@ -273,7 +276,7 @@ class MultiTaskTrainer:
         """Test loss (weighted, as in training) and per-task scores on the held-out split."""
         logits = self.predict_logits(self.data.x_test)
         y = self.data.y_test
-        loss = float((self._loss_per_task(logits, y) * self.task_weights).sum())
+        loss = float((self.loss_per_task(logits, y) * self.task_weights).sum())
         return {"test_loss": loss, "test": scores_from_counts(binary_counts(logits > 0, y.bool()).cpu().numpy())}
 
     # ---- checkpoint state as plain arrays (no pickle) ------------------------------------

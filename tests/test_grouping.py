@@ -173,7 +173,7 @@ def test_lookahead_affinity_matches_a_naive_computation():
                 m.eval()
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.track_running_stats = False
-        return trainer._loss_per_task(model(trainer._inputs(trainer.data.x_train[index])), trainer.data.y_train[index])
+        return trainer.loss_per_task(model(trainer.inputs(trainer.data.x_train[index])), trainer.data.y_train[index])
 
     base = losses(copy.deepcopy(trainer.model)).detach()
     expected = np.zeros((3, 3))

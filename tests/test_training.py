@@ -63,7 +63,7 @@ def test_pos_weight_and_vectorised_loss_equal_the_per_task_loop():
     data = _toy_data()
     trainer = MultiTaskTrainer(build_model("small_cnn", 1, 8, 4), data, task_weights=np.array([1, 0.5, 0, 2]))
     logits = torch.randn(96, 4)
-    loss = (trainer._loss_per_task(logits, data.y_train) * trainer.task_weights).sum()
+    loss = (trainer.loss_per_task(logits, data.y_train) * trainer.task_weights).sum()
     loop = sum(w * torch.nn.BCEWithLogitsLoss(pos_weight=trainer.pos_weight[t])(logits[:, t], data.y_train[:, t])
                for t, w in enumerate([1, 0.5, 0, 2]))
     assert float(loss) == pytest.approx(float(loop), rel=1e-5)

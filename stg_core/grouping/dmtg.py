@@ -197,9 +197,9 @@ def _train_branches(trainer: MultiTaskTrainer, n_epochs: int, seed: int,
             torch.manual_seed(seed * 1_000_003 + epoch)
             for index, z in zip(batches, zs):
                 targets = data.y_train[index]
-                with trainer._autocast():
-                    logits = net(trainer._inputs(data.x_train[index]))  # (B, K, n_tasks)
-                loss_per_head = trainer._loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
+                with trainer.autocast():
+                    logits = net(trainer.inputs(data.x_train[index]))  # (B, K, n_tasks)
+                loss_per_head = trainer.loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
                 loss = (loss_per_head * z.T).sum()
                 trainer.optimizer.zero_grad(set_to_none=True)
                 trainer.scaler.scale(loss).backward()
@@ -281,7 +281,7 @@ def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 
     z = torch.as_tensor(one_hot(labels, int(labels.max()) + 1), dtype=torch.float32, device=ctx.device)
     losses = _train_branches(trainer, n_epochs, seed, lambda epoch, n_batches: (z for _ in range(n_batches)))
     trainer.model.eval()
-    with torch.no_grad(), trainer._autocast():
-        logits = trainer.model(trainer._inputs(ctx.data.x_test))
-    test = trainer._loss_per_task(logits, ctx.data.y_test[:, None, :].expand_as(logits))  # (K, n)
+    with torch.no_grad(), trainer.autocast():
+        logits = trainer.model(trainer.inputs(ctx.data.x_test))
+    test = trainer.loss_per_task(logits, ctx.data.y_test[:, None, :].expand_as(logits))  # (K, n)
     return {"train_loss": losses, "test_loss": float((test * z.T).sum())}

@@ -105,13 +105,13 @@ class LookaheadAffinity:
 
     def _losses(self, params: dict[str, torch.Tensor], x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = functional_call(self.trainer.model, params, (x,))
-        return self.trainer._loss_per_task(logits, targets)
+        return self.trainer.loss_per_task(logits, targets)
 
     def measure(self, index: torch.Tensor) -> None:
         """One measurement on the minibatch of sample ids ``index`` ``(B,)``."""
         trainer = self.trainer
         model = trainer.model
-        x = trainer._inputs(trainer.data.x_train[index])
+        x = trainer.inputs(trainer.data.x_train[index])
         targets = trainer.data.y_train[index]
         shared = {k: v for k, v in model.named_parameters() if k.startswith("trunk.")}
         fixed = {k: v.detach() for k, v in model.named_parameters() if not k.startswith("trunk.")}
