@@ -30,14 +30,14 @@ Deviations from the original:
   100 epochs of ~636 batches on one GPU) lets Adam move each logit up to ~15; a 15-epoch
   digits run has 90 steps, in which the run's lr (1e-3) moves α by at most 0.09, and the
   argmax is then noise (measured on ``digits-planted``: some pair of exact duplicates was
-  split in 12 of 20 seeds at the run's lr, in none of 30 at the raised lr). Runs of ~15,000
+  split in 8 of 20 grouping seeds at the run's lr, in 2 of 30 at the raised lr). Runs of ~15,000
   steps and more keep the run's lr;
 - the Gumbel noise comes from a generator seeded by the grouping's seed, which also orders
   the batches and seeds the dropout masks; the weights start from the run's seed.
 
 Known limitation, measured: on ``digits-planted`` (two planted sets of tasks, each task with
-an exact duplicate) DMTG keeps every duplicate with its original but does not recover the two
-sets (ARI with the planted split ≤ 0.4 in 29 of 30 seeds, 1.0 in one). Its objective, the
+an exact duplicate) DMTG keeps every duplicate with its original (in 28 of 30 grouping seeds)
+but does not recover the two sets (ARI with the planted split ≤ 0.4 in all 30). Its objective, the
 training loss of the grouped network, hardly depends on the grouping there: trained with the
 planted assignment held fixed, the 2-branch network reaches the same loss as with random
 assignments that keep duplicates together (``python bench/planted.py --dmtg-fixed 3`` prints
