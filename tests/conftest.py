@@ -32,3 +32,25 @@ def submitted(monkeypatch):
 
     monkeypatch.setattr(jobs, "submit", fake_submit)
     return calls
+
+
+@pytest.fixture
+def polling(monkeypatch):
+    """Record how the pages poll: every ``st.fragment`` registered, as ``(function name,
+    run_every)``, in ``.fragments``, and every ``st.rerun()`` call (not performed) in ``.reruns``."""
+    import types
+
+    import streamlit as st
+
+    record = types.SimpleNamespace(fragments=[], reruns=[])
+    real_fragment = st.fragment
+
+    def recording_fragment(func=None, *, run_every=None):
+        def wrap(f):
+            record.fragments.append((f.__name__, run_every))
+            return real_fragment(f, run_every=run_every)
+        return wrap(func) if func is not None else wrap
+
+    monkeypatch.setattr(st, "fragment", recording_fragment)
+    monkeypatch.setattr(st, "rerun", lambda *args, **kwargs: record.reruns.append(args))
+    return record

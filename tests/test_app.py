@@ -309,34 +309,22 @@ def test_running_training_shows_epoch_eta_cancel_and_the_worker_log(trained, mon
 
 
 @pytest.mark.parametrize("state, run_every", [("running", 2), ("completed", None)])
-def test_training_progress_polls_in_a_fragment_not_by_rerunning_the_page(trained, monkeypatch, state, run_every):
+def test_training_progress_polls_in_a_fragment_not_by_rerunning_the_page(trained, monkeypatch, polling, state,
+                                                                       run_every):
     """Live progress is one ``st.fragment(run_every=2)`` while the run is active (Streamlit then
     re-runs that function alone), never a polling loop of full-page ``st.rerun`` calls; a
     finished run registers no timer at all."""
-    import streamlit as st
-
     store, run_id = trained
     status = store.read_status(run_id)
-    fragments, reruns = [], []
-    real_fragment = st.fragment
-
-    def recording_fragment(func=None, *, run_every=None):
-        def wrap(f):
-            fragments.append((f.__name__, run_every))
-            return real_fragment(f, run_every=run_every)
-        return wrap(func) if func is not None else wrap
-
-    monkeypatch.setattr(st, "fragment", recording_fragment)
-    monkeypatch.setattr(st, "rerun", lambda *a, **k: reruns.append(a))
     monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)
     if state == "running":
         store.write_status(run_id, state="running", pid=12345, epochs_done=1, progress=0.5, eta_seconds=42.0)
     try:
         at = _app(store.root, monkeypatch, "training")
         assert not at.exception
-        assert ("progress_panel", run_every) in fragments
+        assert ("progress_panel", run_every) in polling.fragments
         assert f"{state} · epoch" in at.get("progress")[0].proto.text
-        assert reruns == []  # the state did not change: nothing asks for a full-page rerun
+        assert polling.reruns == []  # the state did not change: nothing asks for a full-page rerun
     finally:
         store.write_status(run_id, **{k: status.get(k) for k in ("state", "pid", "epochs_done", "progress",
                                                                  "eta_seconds")})

@@ -143,7 +143,7 @@ def test_failed_and_interrupted_evaluations_show_their_error_and_can_resume(stor
     assert submitted == [jobs.Job(run_id, eid)]
 
 
-def test_running_evaluation_shows_progress_and_cancel(store_copy, monkeypatch):
+def test_running_evaluation_shows_progress_and_cancel(store_copy, monkeypatch, polling):
     store, run_id, _ = store_copy
     eid = save_evaluation_spec(EvaluationSpec(run_id, 2, epochs=1, methods=("mtl",)), store)
     monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)  # a live worker, without starting one
@@ -156,6 +156,7 @@ def test_running_evaluation_shows_progress_and_cancel(store_copy, monkeypatch):
     assert not at.exception and not at.error
     (bar,) = at.get("progress")
     assert "running" in bar.proto.text and "mtl: epoch 1/1" in bar.proto.text
+    assert ("status_panel", 2) in polling.fragments and polling.reruns == []  # polled in a fragment
     at.button(key="cancel").click().run()
     assert cancelled == [jobs.Job(run_id, eid)]
 

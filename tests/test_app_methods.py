@@ -206,7 +206,7 @@ def test_failed_grouping_shows_its_error_and_log_and_can_resume(finished_run, co
     assert submitted == [jobs.Job(run_id, grouping_id=gid)]
 
 
-def test_running_grouping_shows_progress_and_cancel(finished_run, copy_of, monkeypatch):
+def test_running_grouping_shows_progress_and_cancel(finished_run, copy_of, monkeypatch, polling):
     store = copy_of(finished_run[0])
     run_id = finished_run[1]
     gid = save_grouping_spec(GroupingSpec(run_id, "tag", 3), store)
@@ -220,6 +220,7 @@ def test_running_grouping_shows_progress_and_cancel(finished_run, copy_of, monke
     assert not at.exception and not at.error
     (bar,) = at.get("progress")
     assert "TAG" in bar.proto.text and "running" in bar.proto.text and "epoch 1/2" in bar.proto.text
+    assert ("panel", 2) in polling.fragments and polling.reruns == []  # polled in a fragment
     at.button(key="cancel_tag").click().run()
     assert cancelled == [jobs.Job(run_id, grouping_id=gid)]
 
