@@ -206,6 +206,13 @@ class MultiTaskTrainer:
                                                     reduction="none")
         return losses.mean(0)
 
+    def optimizer_step(self, loss: torch.Tensor) -> None:
+        """One optimiser step on the scalar ``loss`` (gradient scaling when training in fp16)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
     def batches(self, epoch: int) -> list[torch.Tensor]:
         """Sample-index batches of ``epoch`` (1-based): one seeded permutation cut into
         ``ceil(N / batch_size)`` near-equal slices, so every sample is seen once per epoch
@@ -242,10 +249,7 @@ class MultiTaskTrainer:
                     logits = self.model(self.inputs(self.data.x_train[index]))
                 per_task = self.loss_per_task(logits, targets)
                 loss = (per_task * self.task_weights).sum()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                self.optimizer_step(loss)
                 loss_sum += loss.detach() * len(index)
                 if self.recorder is not None:
                     self.recorder.record(index, logits.detach(), targets)

@@ -201,10 +201,7 @@ def _train_branches(trainer: MultiTaskTrainer, n_epochs: int, seed: int,
                     logits = net(trainer.inputs(data.x_train[index]))  # (B, K, n_tasks)
                 loss_per_head = trainer.loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
                 loss = (loss_per_head * z.T).sum()
-                trainer.optimizer.zero_grad(set_to_none=True)
-                trainer.scaler.scale(loss).backward()
-                trainer.scaler.step(trainer.optimizer)
-                trainer.scaler.update()
+                trainer.optimizer_step(loss)
                 loss_sum += loss.detach() * len(index)
         losses.append(float(loss_sum) / len(data.y_train))
         if progress is not None:
