@@ -1,6 +1,6 @@
 """How close is the Experiment page's time estimate to the real training time?
 
-    python bench/estimate_accuracy.py     # digits G1 / G2 (and Fashion-MNIST when here): ~2 min on 2 CPU cores
+    python bench/estimate_accuracy.py     # digits G1 / G2 (and Fashion-MNIST when here): about 1 min on 2 CPU cores
 
 For each configuration, ``estimate_run_seconds`` (what the app shows before **Launch**: a few
 timed optimiser steps on random data, scaled to the run) is compared with the run trained for
@@ -39,8 +39,9 @@ def main() -> None:
           f"{'training / estimate':>20s} {'wall / estimate':>16s}")
     for preset, epochs, subset in CONFIGS:
         spec = spec_from_preset(preset, subset=subset, train=TrainConfig(epochs=epochs))
-        if not dataset_status(spec.dataset).available:
-            print(f"{preset:18s} skipped: {dataset_status(spec.dataset).message}")
+        status = dataset_status(spec.dataset, spec.data_root)
+        if not status.available:
+            print(f"{preset:18s} skipped: {status.message}")
             continue
         dataset = load_dataset(spec.dataset, root=spec.data_root, subset=spec.subset, test_subset=spec.test_subset)
         n_train, n_test = len(dataset.x_train), len(dataset.x_test)

@@ -9,7 +9,7 @@ test suite's setting), then each method groups the tasks into k = 2 groups with 
 seed. Printed: ARI with the planted sets, whether every duplicate shares its original's
 group, and how often the split is recovered (ARI >= 0.8).
 
-    python bench/planted.py --dmtg-fixed 3   # plus DMTG's objective with the grouping held fixed
+    python bench/planted.py --dmtg-fixed 2   # plus DMTG's objective with the grouping held fixed
 
 ``--dmtg-fixed R`` also trains, per run seed, DMTG's 2-branch network with the planted grouping
 held fixed and with R random groupings that keep every duplicate with its original, and prints

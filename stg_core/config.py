@@ -34,7 +34,7 @@ class TrainConfig:
     lr: float = 1e-3           # Adam learning rate
     weight_decay: float = 0.0  # L2 on all parameters (the original uses none)
     seed: int = 0              # initial weights, batch order and dropout masks
-    precision: str = "auto"    # "fp32", "bf16" (autocast), or "auto": see training.use_bf16_autocast
+    precision: str = "auto"    # "fp32", "bf16" (autocast), or "auto": see training.use_mixed_precision
 
     def validate(self) -> None:
         from stg_core.models import MODEL_NAMES

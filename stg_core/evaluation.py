@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from stg_core.clustering import TaskClusterer, load_task_vectors
+from stg_core import config
 from stg_core.config import ExperimentSpec
 from stg_core.store import ArtifactStore, read_json, update_status_file, write_json
 from stg_core.training import (MultiTaskTrainer, binary_counts, precision_amp, resolve_device, scores_from_counts,
@@ -96,7 +97,9 @@ class EvaluationSpec:
         return cls(**kwargs)
 
     def evaluation_id(self) -> str:
-        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """12 hex digits hashing the spec and the training code's version (it trains models)."""
+        text = json.dumps({**self.to_json(), "training_version": config.TRAINING_VERSION}, sort_keys=True,
+                          separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -34,8 +34,9 @@ class Dropout(nn.Dropout):
 
     Measured on a 2-core CPU (forward + backward of a ``(256, 3136)`` activation): 13.0 ms
     with ``F.dropout`` (its ``bernoulli_`` is the slow part) against 3.1 ms here, about 7% of
-    a paper-CNN training step. Same expectation and the same mask distribution; a different
-    random stream. Elsewhere (CUDA) it is ``F.dropout``, which is already fused there."""
+    a paper-CNN training step. Same expectation and the same mask distribution (the uniform
+    draw is fp32 whatever the activation's dtype); a different random stream. Elsewhere
+    (CUDA) it is ``F.dropout``, which is already fused there."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
@@ -43,7 +44,9 @@ class Dropout(nn.Dropout):
         keep = 1.0 - self.p
         if keep == 0.0:
             return torch.zeros_like(x)
-        return x * torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+        # The uniform draw in fp32 even under bf16 autocast: bf16 noise would bias the keep rate.
+        mask = torch.rand(x.shape, device=x.device).lt_(keep).mul_(1.0 / keep)
+        return x * mask.to(x.dtype)
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, padding: int) -> list[nn.Module]:

@@ -267,7 +267,8 @@ class MultiTaskTrainer:
 
     @torch.no_grad()
     def predict_logits(self, x_u8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-        """Eval-mode logits ``(M, n_tasks)`` (float32) of uint8 images ``(M, H, W, C)``."""
+        """Eval-mode logits (float32) of uint8 images ``(M, H, W, C)``: ``(M, n_tasks)`` for a
+        :class:`MultiHeadNet` (``(M, K, n_tasks)`` for DMTG's K-branch network)."""
         self.model.eval()
         out = []
         for start in range(0, len(x_u8), batch_size):

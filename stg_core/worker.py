@@ -36,10 +36,20 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
 
 
+def _check_current(kind: str, job_id: str, current_id: str) -> None:
+    """A stored job whose settings now hash to another id was recorded by an older version of
+    the code (a ``TRAINING_VERSION`` or ``GROUPING_VERSION`` bump): resuming it would write into
+    another folder while its own status never finishes, and would mix the two versions' results."""
+    if current_id != job_id:
+        raise ValueError(f"{kind} {job_id} was recorded by an older version of stg_core and cannot be resumed; "
+                         f"launch the same settings again (with this version they are {kind} {current_id})")
+
+
 def run_training_job(store: ArtifactStore, run_id: str, device: str = "auto") -> None:
     from stg_core.training import train_run
 
     spec = store.load_spec(run_id)
+    _check_current("run", run_id, spec.run_id())
     started = time.time()
 
     def write(done: float, **fields) -> None:
@@ -79,6 +89,7 @@ def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, de
     from stg_core.evaluation import load_evaluation_spec, run_evaluation
 
     spec = load_evaluation_spec(store, run_id, evaluation_id)
+    _check_current("evaluation", evaluation_id, spec.evaluation_id())
     run_evaluation(spec, store, device=device, progress=_step_progress(store, jobs.Job(run_id, evaluation_id)))
     print(f"evaluation: {evaluation_id}", flush=True)
 
@@ -87,6 +98,7 @@ def run_grouping_job(store: ArtifactStore, run_id: str, grouping_id: str, device
     from stg_core.grouping import load_grouping_spec, run_grouping
 
     spec = load_grouping_spec(store, run_id, grouping_id)
+    _check_current("grouping", grouping_id, spec.grouping_id())
     result = run_grouping(spec, store, device=device,
                           progress=_step_progress(store, jobs.Job(run_id, grouping_id=grouping_id)))
     print(f"grouping: {grouping_id} ({spec.method}, k={spec.n_clusters}, {result.cost.wall_seconds:.1f} s)", flush=True)

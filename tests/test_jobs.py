@@ -106,3 +106,32 @@ def test_a_failing_worker_reports_its_error(tmp_path):
 def test_submit_needs_a_saved_spec(tmp_path):
     with pytest.raises(ValueError, match="no saved spec"):
         jobs.submit(ArtifactStore(tmp_path), jobs.Job("0123456789ab"))
+
+
+def test_a_job_recorded_by_an_older_code_version_is_refused_not_resumed_elsewhere(tmp_path, monkeypatch):
+    """After a TRAINING_VERSION bump a stored run's settings hash to another id: resuming it
+    must fail with a message, not train into another folder while its own status never ends.
+    Evaluations and groupings carry the training version in their ids too."""
+    from stg_core import config, worker
+    from stg_core.grouping import GroupingSpec, save_grouping_spec
+    from stg_core.training import train_run
+
+    store = ArtifactStore(tmp_path)
+    done = train_run(_spec(epochs=1), store)
+    monkeypatch.setattr(config, "TRAINING_VERSION", config.TRAINING_VERSION - 1)
+    old_run = store.save_spec(_spec(epochs=1, seed=1))
+    old_eval = save_evaluation_spec(EvaluationSpec(done, 2, epochs=1, methods=("mtl",)), store)
+    old_grouping = save_grouping_spec(GroupingSpec(done, "random", 2), store)
+    monkeypatch.undo()
+    assert _spec(epochs=1, seed=1).run_id() != old_run
+    for job, kind in ((jobs.Job(old_run), "run"), (jobs.Job(done, old_eval), "evaluation"),
+                      (jobs.Job(done, grouping_id=old_grouping), "grouping")):
+        argv = [job.run_id, "--store", str(tmp_path)]
+        argv += ["--evaluation", job.evaluation_id] if job.evaluation_id else []
+        argv += ["--grouping", job.grouping_id] if job.grouping_id else []
+        assert worker.main(argv) == 1
+        status = jobs.read_status(store, job)
+        assert status["state"] == "failed"
+        assert f"{kind} {job.evaluation_id or job.grouping_id or job.run_id} was recorded by an older version" \
+            in status["error"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()) == sorted([done, old_run])

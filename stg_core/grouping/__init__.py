@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from stg_core import config
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, check_n_clusters, one_hot
 from stg_core.store import ArtifactStore, read_json, update_status_file, write_json, write_npy
 
@@ -91,7 +92,9 @@ class GroupingSpec:
                    dict(obj.get("params", {})))
 
     def grouping_id(self) -> str:
-        text = json.dumps({**self.to_json(), "version": GROUPING_VERSION}, sort_keys=True, separators=(",", ":"))
+        # TAG, Grad-TAE and DMTG train with the training code: its version is part of the id too.
+        text = json.dumps({**self.to_json(), "version": GROUPING_VERSION, "training_version": config.TRAINING_VERSION},
+                          sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
