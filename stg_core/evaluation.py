@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core import config
+from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core.config import ExperimentSpec
-from stg_core.store import ArtifactStore, read_json, update_status_file, write_json
+from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json
 from stg_core.training import (MultiTaskTrainer, binary_counts, precision_amp, resolve_device, scores_from_counts,
                                seeded_model, spec_training_data)
 
@@ -208,13 +208,8 @@ def save_evaluation_spec(spec: EvaluationSpec, store: ArtifactStore) -> str:
     """Validate ``spec`` against its run and create its folder; return the evaluation id."""
     run_spec = store.load_spec(spec.run_id)
     spec.validate(len(run_spec.tasks))
-    if store.read_status(spec.run_id).get("state") != "completed":
-        raise ValueError(f"run {spec.run_id} has not finished training: evaluate it once it is completed")
     eval_id = spec.evaluation_id()
-    folder = evaluation_dir(store, spec.run_id, eval_id)
-    if not (folder / "spec.json").exists():
-        write_json(folder / "spec.json", spec.to_json())
-        update_status_file(folder / "status.json", state="created")
+    store.create_job(spec.run_id, "evaluations", eval_id, spec.to_json(), needs="evaluate it")
     return eval_id
 
 
@@ -240,8 +235,7 @@ def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = 
     if existing is not None:
         return existing
     folder = evaluation_dir(store, spec.run_id, eval_id)
-    update_status_file(folder / "status.json", state="running", error=None)
-    try:
+    with job_running(folder):
         ev = _Evaluator(spec, store, device, progress)
         memberships = grouping_memberships(spec, store)
         k, n = spec.n_clusters, ev.n_tasks
@@ -269,7 +263,3 @@ def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = 
         write_json(folder / "results.json", results)
         update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
         return results
-    except BaseException as exc:
-        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
-                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise

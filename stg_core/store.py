@@ -27,6 +27,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,20 @@ def update_status_file(path: Path, **fields: Any) -> dict[str, Any]:
     return status
 
 
+@contextmanager
+def job_running(folder: Path) -> Iterator[None]:
+    """A job's work inside ``folder``: its status is ``running`` meanwhile; an exception marks
+    it ``failed`` (``interrupted`` for a KeyboardInterrupt: SIGTERM/SIGINT) with its message and
+    is re-raised. The caller marks success itself, once the results are written."""
+    update_status_file(folder / "status.json", state="running", error=None)
+    try:
+        yield
+    except BaseException as exc:
+        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
+                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+
+
 def write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
@@ -115,6 +130,18 @@ class ArtifactStore:
         if not isinstance(job_id, str) or not _RUN_ID.match(job_id):
             raise ValueError(f"invalid {kind[:-1]} id {job_id!r}")
         return self.run_dir(run_id) / kind / job_id
+
+    def create_job(self, run_id: str, kind: str, job_id: str, spec: dict[str, Any], needs: str) -> Path:
+        """The folder of a job of a completed run, with ``spec.json`` and status ``created`` the
+        first time (idempotent). ``needs`` finishes the error for a run still training, e.g.
+        ``"evaluate it"`` → "run … has not finished training: evaluate it once it is completed"."""
+        if self.read_status(run_id).get("state") != "completed":
+            raise ValueError(f"run {run_id} has not finished training: {needs} once it is completed")
+        folder = self.job_dir(run_id, kind, job_id)
+        if not (folder / "spec.json").exists():
+            write_json(folder / "spec.json", spec)
+            update_status_file(folder / "status.json", state="created")
+        return folder
 
     def exists(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "spec.json").exists()

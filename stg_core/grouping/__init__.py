@@ -31,7 +31,7 @@ import numpy as np
 
 from stg_core import config
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, check_n_clusters, one_hot
-from stg_core.store import ArtifactStore, read_json, update_status_file, write_json, write_npy
+from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json, write_npy
 
 __all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec", "RunContext", "default_params",
            "grouping_dir", "list_groupings", "load_grouping_spec", "one_hot", "read_grouping", "run_grouping",
@@ -106,13 +106,8 @@ def save_grouping_spec(spec: GroupingSpec, store: ArtifactStore) -> str:
     """Validate ``spec`` against its (completed) run and create its folder; return the id."""
     run_spec = store.load_spec(spec.run_id)
     spec.validate(len(run_spec.tasks))
-    if store.read_status(spec.run_id).get("state") != "completed":
-        raise ValueError(f"run {spec.run_id} has not finished training: group its tasks once it is completed")
     gid = spec.grouping_id()
-    folder = grouping_dir(store, spec.run_id, gid)
-    if not (folder / "spec.json").exists():
-        write_json(folder / "spec.json", spec.to_json())
-        update_status_file(folder / "status.json", state="created")
+    store.create_job(spec.run_id, "groupings", gid, spec.to_json(), needs="group its tasks")
     return gid
 
 
@@ -149,8 +144,7 @@ def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "aut
     if existing is not None:
         return existing
     folder = grouping_dir(store, spec.run_id, gid)
-    update_status_file(folder / "status.json", state="running", error=None)
-    try:
+    with job_running(folder):
         ctx = RunContext(store, spec.run_id, device)
         result = _module(spec.method).group(ctx, spec.n_clusters, seed=spec.seed, progress=progress,
                                             **spec.resolved_params())
@@ -160,7 +154,3 @@ def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "aut
                                             **result.to_json(with_affinity=False)})
         update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
         return result
-    except BaseException as exc:
-        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
-                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise
