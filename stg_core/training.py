@@ -444,7 +444,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
         return run_id
     dev = resolve_device(device)
     # Data and tasks are checked before anything is written: bad input leaves the store untouched.
-    dataset, labels = load_spec_data(spec, download=download)
+    dataset, labels, data = spec_training_data(spec, dev, download=download)
     save_run_spec(store, spec)
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
@@ -456,8 +456,6 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                           "class_names": list(dataset.class_names),
                                           "super_groups": dataset.super_groups,
                                           "image_shape": list(dataset.image_shape), "source": dataset.source})
-    data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
-                                    apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
     model = seeded_model(spec, dataset.image_shape, dataset.class_names)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, weight_decay=spec.train.weight_decay,
                                batch_size=spec.train.batch_size, seed=spec.train.seed,
