@@ -35,6 +35,15 @@ def submitted(monkeypatch):
 
 
 @pytest.fixture
+def interrupted_run(tmp_path):
+    """A store whose only run stopped after epoch 1 of 2: it cannot be evaluated or grouped yet."""
+    store = ArtifactStore(tmp_path / "store")
+    run_id = store.save_spec(spec_from_preset("digits-g2", subset=300, train=TrainConfig(epochs=2)))
+    store.write_status(run_id, state="interrupted", epochs_done=1, epochs=2)
+    return store
+
+
+@pytest.fixture
 def polling(monkeypatch):
     """Record how the pages poll: every ``st.fragment`` registered, as ``(function name,
     run_every)``, in ``.fragments``, and every ``st.rerun()`` call (not performed) in ``.reruns``."""

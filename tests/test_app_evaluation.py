@@ -59,11 +59,8 @@ def test_evaluation_page_without_runs(tmp_path, monkeypatch):
     assert any("No run yet" in i.value for i in at.info)
 
 
-def test_a_run_still_training_cannot_be_evaluated(tmp_path, monkeypatch):
-    store = ArtifactStore(tmp_path / "store")
-    run_id = store.save_spec(spec_from_preset("digits-g2", subset=300, train=TrainConfig(epochs=2)))
-    store.write_status(run_id, state="interrupted", epochs_done=1, epochs=2)
-    at = _evaluation_page(store.root, monkeypatch)
+def test_a_run_still_training_cannot_be_evaluated(interrupted_run, monkeypatch):
+    at = _evaluation_page(interrupted_run.root, monkeypatch)
     assert not at.exception and not at.error
     assert any("interrupted" in i.value and "completed" in i.value for i in at.info)
     assert not at.button  # nothing to launch

@@ -103,11 +103,8 @@ def test_methods_page_without_runs(tmp_path, monkeypatch):
     assert any(e.label == "Glossary" for e in at.expander)
 
 
-def test_a_run_still_training_cannot_be_grouped(tmp_path, monkeypatch):
-    store = ArtifactStore(tmp_path / "store")
-    run_id = store.save_spec(spec_from_preset("digits-g2", subset=300, train=TrainConfig(epochs=2)))
-    store.write_status(run_id, state="interrupted", epochs_done=1, epochs=2)
-    at = _methods_page(store.root, monkeypatch)
+def test_a_run_still_training_cannot_be_grouped(interrupted_run, monkeypatch):
+    at = _methods_page(interrupted_run.root, monkeypatch)
     assert not at.exception and not at.error
     assert any("interrupted" in i.value and "completed" in i.value for i in at.info)
     assert not at.button
