@@ -3,8 +3,8 @@
     python bench/planted.py                  # run seeds 0-2, grouping seeds 0-1: about 5 min on 2 CPU cores
     python bench/planted.py --run-seeds 0 --group-seeds 0 --methods stg,tag
 
-The ``digits-planted`` preset: three 3-digit subsets of {0,1,2,3} and three of {5,6,7,8}, each
-with an exact duplicate (12 tasks). For each run seed the MTL run is trained (15 epochs, the
+The ``digits-planted`` preset: {0,4,6}, {0,4}, {4,6} and {3,8,9}, {3,9}, {8,9}, each with an
+exact duplicate (12 tasks). For each run seed the MTL run is trained (15 epochs, the
 test suite's setting), then each method groups the tasks into k = 2 groups with each grouping
 seed. Printed: ARI with the planted sets, whether every duplicate shares its original's
 group, and how often the split is recovered (ARI >= 0.8).

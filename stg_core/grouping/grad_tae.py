@@ -27,8 +27,9 @@ Deviations from the original (also listed in every result's ``notes``):
 - Scoring uses the fitted linear model itself (the paper's fast estimate), not the network at
   ``θ* + Pŵ_S``, which the official scripts evaluate. By default that model is the gradient
   features alone, without θ*'s logits: the official fit (without its intercept). Measured on
-  the planted preset (k = 2, 4 models trained with seeds 0-3 × 3 grouping seeds), the default
-  recovered the planted split (ARI 1.0) 12 times out of 12; fitting and scoring around θ*
+  the earlier planted preset (three 3-subsets of {0,1,2,3} and of {5,6,7,8}; k = 2, 4 models
+  trained with seeds 0-3 × 3 grouping seeds), the default recovered the planted split (ARI
+  1.0) 12 times out of 12; fitting and scoring around θ*
   (``offset=True``) 9 out of 12, every failure on one model (ARI ≤ 0.4). Smaller checks (2
   models × 2-3 seeds): fitting without the offset but scoring ``f + g̃ᵀŵ_S``, the closest to
   the official scoring of the network, reached ARI ≥ 0.8 once out of 4; a shared intercept 2
@@ -38,7 +39,7 @@ Deviations from the original (also listed in every result's ``notes``):
 - ``C`` applies to the projected gradients divided by their root-mean-square norm over the
   fitting samples (the official code uses the raw gradients). Their raw scale depends on the
   network: on the digits CNN ``‖g̃‖ ≈ 86``, and there ``C = 1e-2`` regularised so weakly that a
-  few hard samples decided every ``ŵ_S`` and the affinity was noise (planted preset, k = 2:
+  few hard samples decided every ``ŵ_S`` and the affinity was noise (earlier planted preset, k = 2:
   ARI ≤ 0.66 with raw gradients for C from 1e-3 to 0.1, 1.0 scaled with C of 1e-3 or 1e-2).
 - Samples: a seeded subset of at most ``max_samples`` training images, split (seeded) into a
   fitting part and a validation part. The run's test split is not used, because the
