@@ -14,6 +14,7 @@ from stg_core.grouping.dmtg import (
     fixed_assignment_losses,
     group,
     grouping_from_logits,
+    settled_epoch,
     split_trunk,
 )
 from stg_core.models import MODEL_NAMES, build_model
@@ -227,3 +228,23 @@ def test_fixed_assignment_losses_train_the_given_grouping(planted):
         fixed_assignment_losses(ctx, labels[:-1])
     with pytest.raises(ValueError, match="non-negative group ids"):
         fixed_assignment_losses(ctx, labels - 1)
+
+
+def test_settled_epoch_is_the_last_change_of_the_grouping():
+    a, b = np.array([0, 1, 1]), np.array([1, 1, 0])
+    assert settled_epoch([a]) == 1
+    assert settled_epoch([a, a, a]) == 1
+    assert settled_epoch([b, a, a]) == 2
+    assert settled_epoch([a, b, a]) == 3  # back to an earlier grouping still counts as a change
+    assert settled_epoch([a, a, b]) == 3
+
+
+def test_an_early_settled_grouping_is_reported(planted_groupings):
+    """The note appears exactly when the grouping stopped changing in the first fifth of training."""
+    for result in planted_groupings.values():
+        settled, epochs = result.details["settled_epoch"], result.details["epochs"]
+        assert 1 <= settled <= epochs
+        early = [n for n in result.notes if n.startswith("settled early")]
+        assert len(early) == (settled <= epochs // 5)
+        if early:
+            assert f"after epoch {settled} of {epochs}" in early[0]

@@ -174,6 +174,16 @@ def grouping_from_logits(alpha: np.ndarray) -> tuple[np.ndarray, list[str], dict
     return one_hot(labels, n_clusters), notes, details
 
 
+def settled_epoch(grouping_by_epoch: list[np.ndarray]) -> int:
+    """The first epoch (1-based) after which the hard grouping never changed again, from the
+    argmax groups ``(n_tasks,)`` at the end of each epoch."""
+    final = grouping_by_epoch[-1]
+    epoch = len(grouping_by_epoch)
+    while epoch > 1 and np.array_equal(grouping_by_epoch[epoch - 2], final):
+        epoch -= 1
+    return epoch
+
+
 def _gumbel_noise(generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
     """Standard Gumbel draws ``shape`` (as ``F.gumbel_softmax`` makes them, from ``generator``)."""
     return -torch.empty(shape).exponential_(generator=generator).log()
@@ -238,7 +248,11 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         digest = hashlib.sha256(f"dmtg-gumbel:{seed}".encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
+        grouping_by_epoch: list[np.ndarray] = []  # argmax of α at the end of epochs 1, 2, ...
+
         def relaxed_assignments(epoch: int, n_batches: int) -> Iterator[torch.Tensor]:
+            if epoch > 1:
+                grouping_by_epoch.append(alpha.detach().argmax(1).cpu().numpy())
             # One Gumbel draw per batch, all of the epoch's made at once: one host-to-device copy.
             noise = _gumbel_noise(generator, (n_batches, ctx.n_tasks, n_clusters)).to(ctx.device)
             for gumbel in noise:
@@ -246,7 +260,13 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
 
         losses = _train_branches(trainer, n_epochs, seed, relaxed_assignments, progress)
         final_alpha = alpha.detach().cpu().double().numpy()
+    grouping_by_epoch.append(final_alpha.argmax(1))
     memberships, notes, details = grouping_from_logits(final_alpha)
+    settled = settled_epoch(grouping_by_epoch)
+    if settled <= max(1, n_epochs // 5):
+        notes.append(f"settled early: the grouping did not change after epoch {settled} of {n_epochs} (training "
+                     f"loss {losses[settled - 1]:.3g} then, {losses[-1]:.3g} at the end), so it was decided before "
+                     "the branches had learned the tasks; another grouping seed may give another grouping")
     notes.append("grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
                  "the groups); the run's epochs and lr schedule instead of the authors' 100 epochs")
     if lr_alpha != train.lr:
@@ -255,6 +275,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         notes.append(f"assignment logits trained at lr {lr_alpha:.3g} ({why}), the weights at the run's "
                      f"{train.lr:g}; the original uses one lr for both")
     details.update({"tau": float(tau), "alpha_lr": lr_alpha, "epochs": n_epochs, "steps": n_steps,
+                    "settled_epoch": settled,
                     "train_loss": losses,
                     "compute_factor_source": "forward FLOPs per image, K-branch network / MTL network"})
     return GroupingResult(
