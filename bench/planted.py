@@ -7,7 +7,8 @@ The ``digits-planted`` preset: {0,4,6}, {0,4}, {4,6} and {3,8,9}, {3,9}, {8,9}, 
 exact duplicate (12 tasks). For each run seed the MTL run is trained (15 epochs, the
 test suite's setting), then each method groups the tasks into k = 2 groups with each grouping
 seed. Printed: ARI with the planted sets, whether every duplicate shares its original's
-group, and how often the split is recovered (ARI >= 0.8).
+group, for DMTG the epoch after which its grouping never changed, and how often the split is
+recovered (ARI >= 0.8).
 
     python bench/planted.py --dmtg-fixed 2   # plus DMTG's objective with the grouping held fixed
 
@@ -94,8 +95,10 @@ def main() -> None:
                     ari = adjusted_rand_score([PLANTED_GROUPS[n] for n in names], r.labels)
                     together = duplicates_together(names, r.labels)
                     results[method].append((ari, together))
+                    settled = (f"  settled after epoch {r.details['settled_epoch']} of {r.details['epochs']}"
+                               if "settled_epoch" in r.details else "")
                     print(f"run seed {run_seed}  {method:8s} seed {group_seed}  ARI {ari:6.3f}  duplicates together "
-                          f"{'yes' if together else 'no '}  {r.cost.wall_seconds:6.1f} s", flush=True)
+                          f"{'yes' if together else 'no '}  {r.cost.wall_seconds:6.1f} s{settled}", flush=True)
     print(f"\n{'method':8s} {'mean ARI':>8s} {'ARI >= 0.8':>10s} {'duplicates together':>20s}")
     for method, rows in results.items():
         aris = [a for a, _ in rows]

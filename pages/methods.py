@@ -39,7 +39,8 @@ ABOUT = """
 - **Grad-TAE** (Li et al., 2024): per-sample gradients at the trained MTL model, projected; logistic regressions
   on random task subsets estimate how each task does when trained with others; SDP clustering of that affinity.
 - **DMTG** (Gao et al., 2024): k branches trained jointly with a Gumbel-softmax assignment of tasks to branches;
-  each task joins its most likely branch. Groups left empty are reported as a *collapse*.
+  each task joins its most likely branch. Groups left empty are reported as a *collapse*, and a grouping that
+  stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a note.
 - **random**: k random groups of near-equal size.
 - **ARI** (adjusted Rand index): 1 for identical groupings, about 0 for unrelated ones.
 - **Affinity**: entry [i, j] says how much task i helps task j, in each method's own units.
@@ -233,12 +234,12 @@ for start in range(0, len(methods_done), per_row):
         col.plotly_chart(membership_heatmap(shown[method], names, order=order, title=grouping_label(method)),
                          key=f"heatmap_{method}")
 
-st.subheader("Notes: deviations, fallbacks, collapse")
+st.subheader("Notes: deviations, fallbacks, collapse, early settling")
 for method, result in results.items():
     if not result.notes:
         st.caption(f"**{grouping_label(method)}**: no deviation, fallback or collapse to report.")
     for note in result.notes:
-        if any(word in note.lower() for word in ("collapse", "fallback", "failed")):
+        if any(word in note.lower() for word in ("collapse", "fallback", "failed", "settled early")):
             st.warning(f"**{grouping_label(method)}**: {note}")
         else:
             st.caption(f"**{grouping_label(method)}**: {note}")

@@ -283,7 +283,8 @@ def test_collapse_and_fallback_notes_are_warnings(grouped, copy_of, monkeypatch)
     gid = save_grouping_spec(spec, store)
     memberships = np.eye(3)[[0] * 8 + [1] * 7]  # group 2 left empty
     result = GroupingResult("dmtg", names, memberships, GroupingCost(1.0, 1, compute_factor=1.4),
-                            notes=("collapsed: 2 of 3 groups used", "grouping phase only"))
+                            notes=("collapsed: 2 of 3 groups used", "settled early: the grouping did not change "
+                                   "after epoch 1 of 15", "grouping phase only"))
     write_json(grouping_dir(store, run_id, gid) / "result.json", {"grouping_id": gid, "spec": spec.to_json(),
                                                                  **result.to_json(with_affinity=False)})
     update_status_file(grouping_dir(store, run_id, gid) / "status.json", state="completed", progress=1.0)
@@ -291,6 +292,7 @@ def test_collapse_and_fallback_notes_are_warnings(grouped, copy_of, monkeypatch)
     _choose(at, ["stg", "dmtg"])
     assert not at.exception and not at.error
     assert any("DMTG" in w.value and "collapsed: 2 of 3" in w.value for w in at.warning)
+    assert any("DMTG" in w.value and "settled early" in w.value for w in at.warning)
     assert any("DMTG" in c.value and "grouping phase only" in c.value for c in at.caption)
     assert _table(at, "cost").loc["DMTG", "compute factor"] == pytest.approx(1.4)
     assert any("None of these methods gives an affinity" in c.value for c in at.caption)
