@@ -191,6 +191,7 @@ def test_collapse_is_reported(planted):
     assert result.details["collapsed"] and result.details["groups_used"] == 1
     assert result.details["group_sizes"] == [12, 0]
     assert any(note.startswith("collapsed: 1 of 2 groups used") for note in result.notes)
+    assert not any(note.startswith("settled early") for note in result.notes)  # α never moved: nothing settled
     np.testing.assert_array_equal(result.memberships[:, 1], 0)
     np.testing.assert_allclose(result.memberships.sum(1), 1)
     np.testing.assert_array_equal(result.details["alpha"], np.zeros((12, 2)))

@@ -282,7 +282,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     grouping_by_epoch.append(final_alpha.argmax(1))
     memberships, notes, details = grouping_from_logits(final_alpha)
     settled = settled_epoch(grouping_by_epoch)
-    if settled <= max(1, n_epochs // 5):
+    if lr_alpha > 0 and settled <= n_epochs // 5:  # α frozen: nothing was decided, a collapse is reported
         notes.append(f"settled early: the grouping did not change after epoch {settled} of {n_epochs} (training "
                      f"loss {losses[settled - 1]:.3g} then, {losses[-1]:.3g} at the end), so it was decided before "
                      "the branches had learned the tasks; another grouping seed may give another grouping")
