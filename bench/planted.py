@@ -42,34 +42,33 @@ from sklearn.metrics import adjusted_rand_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset  # noqa: E402
+from stg_core.data import dataset_status  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
 from stg_core.grouping.base import RunContext  # noqa: E402
 from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
-from stg_core.data import FASHION_MNIST_CLASSES, dataset_status  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS, Task  # noqa: E402
+from stg_core.training import train_run  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))
-assert set(FASHION_SETS[0] + FASHION_SETS[1]) <= set(FASHION_MNIST_CLASSES)
-#: Per problem: default epochs, training images kept (None = all) and the planted grouping.
-PROBLEMS = {
-    "digits": (15, None, PLANTED_GROUPS),
-    "fashion": (3, 20_000, {f"{name}{again}": group for group, names in enumerate(FASHION_SETS)
-                            for name in names for again in ("", " again")}),
-}
+DEFAULT_EPOCHS = {"digits": 15, "fashion": 3}
 
 
-def problem_spec(problem: str, epochs: int, seed: int) -> ExperimentSpec:
-    """The MTL run of ``problem``: ``digits-planted``, or the Fashion-MNIST control."""
+def planted_problem(problem: str, epochs: int, seed: int) -> tuple[ExperimentSpec, dict[str, int]]:
+    """The MTL run of ``problem`` (``digits-planted``, or the Fashion-MNIST control) and its
+    planted grouping: task name -> group (0 or 1)."""
     train = TrainConfig(epochs=epochs, seed=seed)
     if problem == "digits":
-        return spec_from_preset("digits-planted", train=train)
-    tasks = tuple(Task(f"{name}{again}", "classes", (name,)) for names in FASHION_SETS for name in names
-                  for again in ("", " again"))
-    return ExperimentSpec(dataset="fashion_mnist", tasks=tasks, train=train, subset=PROBLEMS[problem][1],
-                          test_subset=2_000)
-from stg_core.training import train_run  # noqa: E402
+        return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
+    tasks, groups = [], {}
+    for group, names in enumerate(FASHION_SETS):
+        for name in names:
+            for task_name in (name, f"{name} again"):
+                tasks.append(Task(task_name, "classes", (name,)))
+                groups[task_name] = group
+    spec = ExperimentSpec(dataset="fashion_mnist", tasks=tuple(tasks), train=train, subset=20_000, test_subset=2_000)
+    return spec, groups
 
 
 def duplicates_together(names: list[str], labels: np.ndarray) -> bool:
@@ -99,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-seeds", default="0,1,2")
     parser.add_argument("--group-seeds", default="0,1")
-    parser.add_argument("--problem", choices=PROBLEMS, default="digits",
+    parser.add_argument("--problem", choices=DEFAULT_EPOCHS, default="digits",
                         help="digits-planted, or the Fashion-MNIST control for DMTG (see above)")
     parser.add_argument("--epochs", type=int, default=None, help="MTL epochs (default: 15 digits, 3 fashion)")
     parser.add_argument("--methods", default=",".join(GROUPING_METHODS))
@@ -109,8 +108,7 @@ def main() -> None:
     run_seeds = [int(s) for s in args.run_seeds.split(",")]
     group_seeds = [int(s) for s in args.group_seeds.split(",")]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    epochs, _, planted_groups = PROBLEMS[args.problem]
-    epochs = epochs if args.epochs is None else args.epochs
+    epochs = DEFAULT_EPOCHS[args.problem] if args.epochs is None else args.epochs
     if args.problem == "fashion" and not (status := dataset_status("fashion_mnist")).available:
         parser.error(f"--problem fashion needs Fashion-MNIST: {status.message}")
     print(f"# {args.problem}, {epochs} epochs, k = 2; run seeds {run_seeds}, grouping seeds {group_seeds}")
@@ -120,7 +118,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = ArtifactStore(tmp)
         for run_seed in run_seeds:
-            run_id = train_run(problem_spec(args.problem, epochs, run_seed), store)
+            spec, planted_groups = planted_problem(args.problem, epochs, run_seed)
+            run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups)
             for method in methods:
