@@ -24,11 +24,20 @@ Fashion-MNIST (its files must be installed), one-vs-rest tasks of the tops {T-sh
 Pullover, Coat, Shirt} and of {Sandal, Sneaker, Bag, Ankle boot}, each duplicated (16 tasks),
 on 20,000 training images for 3 epochs. Telling the tops apart takes features the other set
 does not use, so a branch that holds one set learns it better than a branch that mixes both.
+
+    python bench/planted.py --problem pairs
+
+``--problem pairs`` removes the label correlation between the sets: each image is two digits
+side by side (8x16, the left and the right drawn independently from the digits' own train or
+test split; 3,000 training and 1,000 test images, written to a temporary ``.npz``); the tasks
+are ``digits-planted``'s positives read on the left digit for one set and on the right digit
+for the other, each duplicated. Tasks of different sets are independent, labels and pixels.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import sys
@@ -42,7 +51,7 @@ from sklearn.metrics import adjusted_rand_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset  # noqa: E402
-from stg_core.data import dataset_status  # noqa: E402
+from stg_core.data import dataset_status, load_dataset  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
 from stg_core.grouping.base import RunContext  # noqa: E402
 from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
@@ -52,16 +61,50 @@ from stg_core.training import train_run  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))
-DEFAULT_EPOCHS = {"digits": 15, "fashion": 3}
+#: ``--problem pairs``: which digit each set reads, and its tasks' positives (``digits-planted``'s).
+PAIRS_SETS = (("left", (("0", "4", "6"), ("0", "4"), ("4", "6"))),
+              ("right", (("3", "8", "9"), ("3", "9"), ("8", "9"))))
+DEFAULT_EPOCHS = {"digits": 15, "fashion": 3, "pairs": 15}
 
 
-def planted_problem(problem: str, epochs: int, seed: int) -> tuple[ExperimentSpec, dict[str, int]]:
-    """The MTL run of ``problem`` (``digits-planted``, or the Fashion-MNIST control) and its
-    planted grouping: task name -> group (0 or 1)."""
+def write_digit_pairs(path: Path, n_train: int = 3_000, n_test: int = 1_000, seed: int = 0) -> None:
+    """Images ``(N, 8, 16)`` uint8 of two digits side by side, class ``"a|b"`` (left a, right
+    b; 100 classes), each half drawn from the digits' own train (test) split."""
+    ds = load_dataset("digits")
+    rng = np.random.default_rng(seed)
+
+    def pairs(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        left, right = rng.integers(len(y), size=n), rng.integers(len(y), size=n)
+        return np.concatenate([x[left], x[right]], axis=2), 10 * y[left] + y[right]
+
+    x, y = pairs(ds.x_train[..., 0], ds.y_train, n_train)
+    x_test, y_test = pairs(ds.x_test[..., 0], ds.y_test, n_test)
+    names = np.array([f"{a}|{b}" for a in range(10) for b in range(10)])
+    np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, class_names=names)
+
+
+def planted_problem(problem: str, epochs: int, seed: int, folder: Path) -> tuple[ExperimentSpec, dict[str, int]]:
+    """The MTL run of ``problem`` (``digits-planted``, the Fashion-MNIST control or the digit
+    pairs, whose file is written in ``folder``) and its planted grouping: task name -> group."""
     train = TrainConfig(epochs=epochs, seed=seed)
     if problem == "digits":
         return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
     tasks, groups = [], {}
+    if problem == "pairs":
+        path = folder / "digit-pairs.npz"
+        if not path.exists():
+            write_digit_pairs(path)
+        classes = [(a, b) for a in range(10) for b in range(10)]
+        for group, (side, sets) in enumerate(PAIRS_SETS):
+            for digits in sets:
+                positives = tuple(f"{a}|{b}" for a, b in classes if str(a if side == "left" else b) in digits)
+                name = f"{side} {{{','.join(digits)}}}"
+                for task_name in (name, f"{name} again"):
+                    tasks.append(Task(task_name, "classes", positives))
+                    groups[task_name] = group
+        fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
+        return ExperimentSpec(dataset="npz", tasks=tuple(tasks), train=train, data_fingerprint=fingerprint,
+                              data_root=str(path)), groups
     for group, names in enumerate(FASHION_SETS):
         for name in names:
             for task_name in (name, f"{name} again"):
@@ -99,8 +142,8 @@ def main() -> None:
     parser.add_argument("--run-seeds", default="0,1,2")
     parser.add_argument("--group-seeds", default="0,1")
     parser.add_argument("--problem", choices=DEFAULT_EPOCHS, default="digits",
-                        help="digits-planted, or the Fashion-MNIST control for DMTG (see above)")
-    parser.add_argument("--epochs", type=int, default=None, help="MTL epochs (default: 15 digits, 3 fashion)")
+                        help="digits-planted, the Fashion-MNIST control for DMTG or the digit pairs (see above)")
+    parser.add_argument("--epochs", type=int, default=None, help="MTL epochs (default: 3 fashion, else 15)")
     parser.add_argument("--methods", default=",".join(GROUPING_METHODS))
     parser.add_argument("--dmtg-fixed", type=int, default=0, metavar="R",
                         help="also train DMTG's network with the planted and R random groupings held fixed")
@@ -118,7 +161,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = ArtifactStore(tmp)
         for run_seed in run_seeds:
-            spec, planted_groups = planted_problem(args.problem, epochs, run_seed)
+            spec, planted_groups = planted_problem(args.problem, epochs, run_seed, Path(tmp))
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups)
