@@ -41,6 +41,9 @@ ABOUT = """
 - **DMTG** (Gao et al., 2024): k branches trained jointly with a Gumbel-softmax assignment of tasks to branches;
   each task joins its most likely branch. Groups left empty are reported as a *collapse*, and a grouping that
   stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a note.
+  Measured (README, `bench/planted.py`): on the `digits-planted` preset and on a digit-pairs problem it keeps
+  duplicated tasks together but does not recover the two planted sets, which STG-MTL, TAG and Grad-TAE recover
+  every time.
 - **random**: k random groups of near-equal size.
 - **ARI** (adjusted Rand index): 1 for identical groupings, about 0 for unrelated ones.
 - **Affinity**: entry [i, j] says how much task i helps task j, in each method's own units.
