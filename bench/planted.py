@@ -37,7 +37,6 @@ for the other, each duplicated. Tasks of different sets are independent, labels 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import sys
@@ -50,7 +49,7 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset  # noqa: E402
+from stg_core.config import ExperimentSpec, TrainConfig, data_fingerprint, spec_from_preset  # noqa: E402
 from stg_core.data import dataset_status, load_dataset  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
 from stg_core.grouping.base import RunContext  # noqa: E402
@@ -64,12 +63,13 @@ FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneake
 #: ``--problem pairs``: which digit each set reads, and its tasks' positives (``digits-planted``'s).
 PAIRS_SETS = (("left", (("0", "4", "6"), ("0", "4"), ("4", "6"))),
               ("right", (("3", "8", "9"), ("3", "9"), ("8", "9"))))
+PAIR_CLASSES = tuple(f"{a}|{b}" for a in range(10) for b in range(10))  # left a, right b
 DEFAULT_EPOCHS = {"digits": 15, "fashion": 3, "pairs": 15}
 
 
 def write_digit_pairs(path: Path, n_train: int = 3_000, n_test: int = 1_000, seed: int = 0) -> None:
     """Images ``(N, 8, 16)`` uint8 of two digits side by side, class ``"a|b"`` (left a, right
-    b; 100 classes), each half drawn from the digits' own train (test) split."""
+    b; :data:`PAIR_CLASSES`, label ``10 a + b``), each half drawn from the digits' own train (test) split."""
     ds = load_dataset("digits")
     rng = np.random.default_rng(seed)
 
@@ -79,8 +79,19 @@ def write_digit_pairs(path: Path, n_train: int = 3_000, n_test: int = 1_000, see
 
     x, y = pairs(ds.x_train[..., 0], ds.y_train, n_train)
     x_test, y_test = pairs(ds.x_test[..., 0], ds.y_test, n_test)
-    names = np.array([f"{a}|{b}" for a in range(10) for b in range(10)])
-    np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, class_names=names)
+    np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, class_names=np.array(PAIR_CLASSES))
+
+
+def with_duplicates(sets: list[list[tuple[str, tuple[str, ...]]]]) -> tuple[tuple[Task, ...], dict[str, int]]:
+    """Class-set tasks ``(name, positives)`` of each planted set, each followed by its exact
+    duplicate ("<name> again"), and the planted grouping: task name -> index of its set."""
+    tasks, groups = [], {}
+    for group, named in enumerate(sets):
+        for name, positives in named:
+            for task_name in (name, f"{name} again"):
+                tasks.append(Task(task_name, "classes", positives))
+                groups[task_name] = group
+    return tuple(tasks), groups
 
 
 def planted_problem(problem: str, epochs: int, seed: int, folder: Path) -> tuple[ExperimentSpec, dict[str, int]]:
@@ -89,29 +100,20 @@ def planted_problem(problem: str, epochs: int, seed: int, folder: Path) -> tuple
     train = TrainConfig(epochs=epochs, seed=seed)
     if problem == "digits":
         return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
-    tasks, groups = [], {}
     if problem == "pairs":
         path = folder / "digit-pairs.npz"
         if not path.exists():
             write_digit_pairs(path)
-        classes = [(a, b) for a in range(10) for b in range(10)]
-        for group, (side, sets) in enumerate(PAIRS_SETS):
-            for digits in sets:
-                positives = tuple(f"{a}|{b}" for a, b in classes if str(a if side == "left" else b) in digits)
-                name = f"{side} {{{','.join(digits)}}}"
-                for task_name in (name, f"{name} again"):
-                    tasks.append(Task(task_name, "classes", positives))
-                    groups[task_name] = group
-        fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()
-        return ExperimentSpec(dataset="npz", tasks=tuple(tasks), train=train, data_fingerprint=fingerprint,
-                              data_root=str(path)), groups
-    for group, names in enumerate(FASHION_SETS):
-        for name in names:
-            for task_name in (name, f"{name} again"):
-                tasks.append(Task(task_name, "classes", (name,)))
-                groups[task_name] = group
-    spec = ExperimentSpec(dataset="fashion_mnist", tasks=tuple(tasks), train=train, subset=20_000, test_subset=2_000)
-    return spec, groups
+        sets = []
+        for half, (side, digit_sets) in enumerate(PAIRS_SETS):  # half 0: the left digit of "a|b"
+            sets.append([(f"{side} {{{','.join(digits)}}}",
+                          tuple(c for c in PAIR_CLASSES if c.split("|")[half] in digits)) for digits in digit_sets])
+        tasks, groups = with_duplicates(sets)
+        spec = ExperimentSpec(dataset="npz", tasks=tasks, train=train,
+                              data_fingerprint=data_fingerprint(path.read_bytes()), data_root=str(path))
+        return spec, groups
+    tasks, groups = with_duplicates([[(name, (name,)) for name in names] for names in FASHION_SETS])
+    return ExperimentSpec(dataset="fashion_mnist", tasks=tasks, train=train, subset=20_000, test_subset=2_000), groups
 
 
 def duplicates_together(names: list[str], labels: np.ndarray) -> bool:

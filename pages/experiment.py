@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ import streamlit as st
 from app.state import PAGE_FILES, flash, glossary, set_active_run, show_flash
 from app.task_builder import apply_edits, new_task, rows_table, to_tasks
 from stg_core import jobs
-from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig
+from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig, data_fingerprint
 from stg_core.data import (DATASET_NAMES, Dataset, DatasetNotFoundError, check_data_root, dataset_status,
                            load_dataset, subset_dataset)
 from stg_core.models import MODEL_NAMES
@@ -71,7 +70,7 @@ try:
             st.info("Upload an .npz file to define tasks on your own images.")
             st.stop()
         content = upload.getvalue()
-        fingerprint = hashlib.sha256(content).hexdigest()
+        fingerprint = data_fingerprint(content)
         data_root = str(_validated_upload(content))
     else:
         folder = st.text_input("Data folder (optional)", key="data_root",

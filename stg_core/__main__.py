@@ -7,7 +7,6 @@ and the app rely on them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig
+from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig, data_fingerprint
 from stg_core.data import DATASET_NAMES, DatasetNotFoundError, dataset_status
 from stg_core.datamaps import data_map
 from stg_core.models import MODEL_NAMES
@@ -89,7 +88,7 @@ def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
     if dataset == "npz":
         if not args.data_root:
             raise ValueError("--dataset npz needs --data-root pointing at the .npz file")
-        fingerprint = hashlib.sha256(Path(args.data_root).read_bytes()).hexdigest()
+        fingerprint = data_fingerprint(Path(args.data_root).read_bytes())
     return ExperimentSpec(dataset=dataset, tasks=tuple(tasks), train=train, subset=args.subset,
                           test_subset=args.test_subset, data_seed=args.data_seed, preset=preset_name,
                           data_fingerprint=fingerprint, data_root=args.data_root)

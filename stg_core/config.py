@@ -100,6 +100,11 @@ class ExperimentSpec:
         return replace(self, train=replace(self.train, **changes))
 
 
+def data_fingerprint(content: bytes) -> str:
+    """``ExperimentSpec.data_fingerprint`` of a user file: the SHA-256 of its bytes (64 hex digits)."""
+    return hashlib.sha256(content).hexdigest()
+
+
 def spec_from_preset(name: str, **kwargs: Any) -> ExperimentSpec:
     """The spec of preset ``name`` (e.g. ``"digits-g2"``); ``kwargs`` as in :class:`ExperimentSpec`."""
     preset = get_preset(name)

@@ -1,5 +1,6 @@
 """The command line as users (and other parts of the product) call it: real subprocesses."""
 
+import hashlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.config import TrainConfig, data_fingerprint, spec_from_preset
 from stg_core.data import dataset_status
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
@@ -76,6 +77,25 @@ def test_train_with_a_task_file_and_bad_inputs(tmp_path):
     bad = cli("train", "--preset", "cifar10-g1", "--data-root", str(tmp_path), store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr and str(tmp_path) in bad.stderr
     assert ArtifactStore(tmp_path / "s").run_ids() == [run_id]  # failed attempts stored nothing
+
+
+def test_a_user_npz_run_is_identified_by_the_file_content(tmp_path):
+    """The run id of ``--dataset npz`` hashes the file's bytes, not its path: the same file
+    reuses its run, another file at the same path trains a new one."""
+    path, tasks = tmp_path / "mine.npz", tmp_path / "tasks.json"
+    tasks.write_text(json.dumps([{"name": "one", "classes": ["1"]}]))
+    rng = np.random.default_rng(0)
+    args = ["train", "--dataset", "npz", "--data-root", str(path), "--tasks-file", str(tasks), "--epochs", "1", "-q"]
+    run_ids = []
+    for _ in range(2):
+        np.savez(path, x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 2)
+        out = cli(*args, store=tmp_path / "s").stdout
+        run_ids.append(out.strip().splitlines()[-1].removeprefix("run: "))
+        spec = ArtifactStore(tmp_path / "s").load_spec(run_ids[-1])
+        assert spec.data_fingerprint == data_fingerprint(path.read_bytes()) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert run_ids[0] != run_ids[1]
+    again = cli(*args, store=tmp_path / "s")
+    assert again.stdout.strip().splitlines()[-1] == f"run: {run_ids[1]}" and "reusing finished run" in again.stderr
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:

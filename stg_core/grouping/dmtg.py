@@ -40,7 +40,7 @@ Known limitation, measured: on ``digits-planted`` (two planted sets of tasks, ea
 an exact duplicate), where STG-MTL, TAG and Grad-TAE recover the sets in 20 of 20 groupings,
 DMTG keeps duplicates with their originals (18 of 20) but does not recover the sets (ARI
 ≤ 0.4 in all 20; ``python bench/planted.py --run-seeds 0,1,2,3,4,5,6,7,8,9 --dmtg-fixed 2``).
-Measured there and on a control problem:
+Measured there and on two control problems:
 
 - on ``digits-planted`` its objective hardly depends on the grouping: trained with the
   planted grouping held fixed (:func:`fixed_assignment_losses`), the 2-branch network's mean
@@ -65,9 +65,9 @@ Measured there and on a control problem:
 - the grouping settles early, while the network is still untrained (reported as
   ``details["settled_epoch"]``, with a note when it is in the first fifth of training; on
   ``digits-planted`` epoch 1-3 of 15 in 14 of the 20 groupings, never later than 7; on the
-  control epoch 1 of 3 in 5 of 6): the head of a task that draws more weight in one group
-  learns faster there, which draws more weight to it, so early noise (Gumbel draws, dropout
-  masks) decides. Both branches train on every task until then, so a task's loss differs
+  Fashion-MNIST control epoch 1 of 3 in 5 of 6): the head of a task that draws more weight in
+  one group learns faster there, which draws more weight to it, so early noise (Gumbel draws,
+  dropout masks) decides. Both branches train on every task until then, so a task's loss differs
   little between them whatever its group-mates; Adam's per-parameter step turns a small but
   consistent difference into full-size moves of α. Only exact duplicates, which share their
   labels, follow each other.
