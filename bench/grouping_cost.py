@@ -80,8 +80,7 @@ def main() -> None:
             for method in methods:
                 result = run_grouping(GroupingSpec(run_id, method, args.k), store, device="cpu")
                 c = result.cost
-                flags = "; ".join(note for note in result.notes if "fallback" in note or "collapsed" in note
-                                  or "beam" in note)
+                flags = "; ".join(result.warnings + tuple(note for note in result.notes if "beam" in note))
                 print(f"{n:5d}  {method:8s} {c.wall_seconds:8.1f} {c.models_trained:6d} {c.extra_forward_passes:9d} "
                       f"{c.extra_backward_passes:9d} {c.compute_factor:6.2f} {c.reused_training_seconds:8.1f}  "
                       f"{flags[:100]}", flush=True)

@@ -237,15 +237,14 @@ for start in range(0, len(methods_done), per_row):
         col.plotly_chart(membership_heatmap(shown[method], names, order=order, title=grouping_label(method)),
                          key=f"heatmap_{method}")
 
-st.subheader("Notes: deviations, fallbacks, collapse, early settling")
+st.subheader("Warnings and notes: collapse, fallbacks, early settling, deviations")
 for method, result in results.items():
-    if not result.notes:
+    if not result.notes and not result.warnings:
         st.caption(f"**{grouping_label(method)}**: no deviation, fallback or collapse to report.")
+    for warning in result.warnings:
+        st.warning(f"**{grouping_label(method)}**: {warning}")
     for note in result.notes:
-        if any(word in note.lower() for word in ("collapse", "fallback", "failed", "settled early")):
-            st.warning(f"**{grouping_label(method)}**: {note}")
-        else:
-            st.caption(f"**{grouping_label(method)}**: {note}")
+        st.caption(f"**{grouping_label(method)}**: {note}")
 
 labels = {m: shown[m].argmax(1) for m in results}
 if len(results) < 2:

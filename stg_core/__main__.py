@@ -268,6 +268,8 @@ def cmd_group(args: argparse.Namespace) -> int:
           f"{c.extra_forward_passes} extra forward / {c.extra_backward_passes} extra backward passes, "
           f"step cost x{c.compute_factor:.2f}"
           + (f", reuses {c.reused_training_seconds:.1f} s of the run's training" if c.reused_training_seconds else ""))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     for note in result.notes:
         print(f"note: {note}")
     return 0

@@ -272,7 +272,7 @@ def test_finished_groupings_side_by_side(grouped, monkeypatch):
     assert any("no other method to compare" in c.value for c in at.caption)
 
 
-def test_collapse_and_fallback_notes_are_warnings(grouped, copy_of, monkeypatch):
+def test_a_methods_warnings_are_shown_as_warnings_and_its_notes_as_captions(grouped, copy_of, monkeypatch):
     from stg_core.grouping import GroupingCost, GroupingResult
     from stg_core.store import write_json
 
@@ -283,8 +283,9 @@ def test_collapse_and_fallback_notes_are_warnings(grouped, copy_of, monkeypatch)
     gid = save_grouping_spec(spec, store)
     memberships = np.eye(3)[[0] * 8 + [1] * 7]  # group 2 left empty
     result = GroupingResult("dmtg", names, memberships, GroupingCost(1.0, 1, compute_factor=1.4),
-                            notes=("collapsed: 2 of 3 groups used", "settled early: the grouping did not change "
-                                   "after epoch 1 of 15", "grouping phase only"))
+                            notes=("grouping phase only", "a note that mentions a fallback is still a note"),
+                            warnings=("collapsed: 2 of 3 groups used", "settled early: the grouping did not change "
+                                      "after epoch 1 of 15"))
     write_json(grouping_dir(store, run_id, gid) / "result.json", {"grouping_id": gid, "spec": spec.to_json(),
                                                                  **result.to_json(with_affinity=False)})
     update_status_file(grouping_dir(store, run_id, gid) / "status.json", state="completed", progress=1.0)
@@ -294,6 +295,8 @@ def test_collapse_and_fallback_notes_are_warnings(grouped, copy_of, monkeypatch)
     assert any("DMTG" in w.value and "collapsed: 2 of 3" in w.value for w in at.warning)
     assert any("DMTG" in w.value and "settled early" in w.value for w in at.warning)
     assert any("DMTG" in c.value and "grouping phase only" in c.value for c in at.caption)
+    assert any("DMTG" in c.value and "still a note" in c.value for c in at.caption)
+    assert not any("still a note" in w.value for w in at.warning)  # the method says what warns, not its words
     assert _table(at, "cost").loc["DMTG", "compute factor"] == pytest.approx(1.4)
     assert any("None of these methods gives an affinity" in c.value for c in at.caption)
 

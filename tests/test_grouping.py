@@ -34,10 +34,11 @@ def planted_checks(result: GroupingResult) -> float:
 def test_result_validates_and_round_trips():
     cost = GroupingCost(1.5, 1, extra_forward_passes=3)
     r = GroupingResult("tag", ("a", "b", "c"), np.eye(2)[[0, 1, 1]], cost, affinity=np.arange(9.0).reshape(3, 3),
-                       notes=("a deviation",), details={"search": "exhaustive"})
+                       notes=("a deviation",), details={"search": "exhaustive"}, warnings=("a fallback",))
     assert r.is_hard and r.n_clusters == 2 and r.labels.tolist() == [0, 1, 1]
     back = GroupingResult.from_json(r.to_json())
-    assert back.cost == cost and back.notes == r.notes and np.array_equal(back.affinity, r.affinity)
+    assert back.cost == cost and back.notes == r.notes and back.warnings == r.warnings
+    assert np.array_equal(back.affinity, r.affinity)
     with pytest.raises(ValueError, match="rows summing to 1"):
         GroupingResult("x", ("a", "b"), np.array([[0.5, 0.4], [1, 0]]), cost)
     with pytest.raises(ValueError, match="do not match 3 tasks"):
@@ -276,8 +277,13 @@ def test_group_command_json_has_the_shape_of_cluster_json(planted_run):
     for key in ("tasks", "memberships", "labels"):
         assert group[key] == cluster[key] or np.allclose(group[key], cluster[key], atol=1e-6), key
     assert group["method"] == "stg" and group["cost"]["models_trained"] == 1 and group["affinity"] is None
+    assert group["warnings"] == []
     text = cli("group", run_id[:6], "--method", "random", "--k", "2", "-q")
     assert text.returncode == 0 and "cost:" in text.stdout and "{8,9} again" in text.stdout
+    collapsed = cli("group", run_id, "--method", "dmtg", "--k", "2", "--param", "alpha_lr=0", "--param", "epochs=1",
+                    "-q")  # α frozen at its uniform start: every task in the first group
+    assert collapsed.returncode == 0 and "warning: collapsed: 1 of 2 groups used" in collapsed.stdout
+    assert "note: grouping phase only" in collapsed.stdout
     bad = cli("group", run_id, "--method", "tag", "--k", "2", "--param", "affinity_every=0")
     assert bad.returncode == 2 and "affinity_every=0 must be a positive integer" in bad.stderr
     bad = cli("group", run_id, "--method", "stg", "--k", "2", "--param", "nonsense")

@@ -208,8 +208,8 @@ def _block_affinity(sizes, seed=0, within=1.0, across=-0.5, noise=0.1):
 
 def test_sdp_recovers_planted_blocks_with_exactly_k_groups():
     t, truth = _block_affinity([4, 3, 3])
-    labels, notes, details = grad_tae.cluster_affinity(t, 3, solver="CLARABEL")
-    assert details["clustering"] == "sdp" and details["sdp_candidate_groups"] == 3 and notes == ()
+    labels, notes, warned, details = grad_tae.cluster_affinity(t, 3, solver="CLARABEL")
+    assert details["clustering"] == "sdp" and details["sdp_candidate_groups"] == 3 and notes == warned == ()
     assert sorted(np.bincount(labels)) == [3, 3, 4]
     assert adjusted_rand_score(truth, labels) == 1.0
     x, _ = grad_tae.solve_sdp(t, 3)
@@ -220,7 +220,7 @@ def test_sdp_recovers_planted_blocks_with_exactly_k_groups():
 
 def test_sdp_with_scs_gives_the_same_groups():
     t, truth = _block_affinity([3, 3], seed=1)
-    labels, _, details = grad_tae.cluster_affinity(t, 2, solver="SCS")
+    labels, _, _, details = grad_tae.cluster_affinity(t, 2, solver="SCS")
     assert details["solver"] == "SCS" and adjusted_rand_score(truth, labels) == 1.0
 
 
@@ -243,9 +243,10 @@ def test_exactly_k_groups_places_unassigned_tasks_by_affinity():
 
 def test_spectral_clustering_on_request_is_labelled():
     t, truth = _block_affinity([3, 3], seed=2)
-    labels, notes, details = grad_tae.cluster_affinity(t, 2, clustering="spectral")
+    labels, notes, warned, details = grad_tae.cluster_affinity(t, 2, clustering="spectral")
     assert details["clustering"] == "spectral" and adjusted_rand_score(truth, labels) == 1.0
     assert len(notes) == 1 and "spectral clustering" in notes[0] and "fallback" not in notes[0]
+    assert warned == ()  # asked for, so nothing to doubt
 
 
 def test_spectral_fallback_when_the_solver_fails(monkeypatch):
@@ -257,9 +258,10 @@ def test_spectral_fallback_when_the_solver_fails(monkeypatch):
     monkeypatch.setattr(cvxpy.Problem, "solve", fail)
     t, truth = _block_affinity([3, 3], seed=3)
     with pytest.warns(RuntimeWarning, match="spectral-clustering fallback"):
-        labels, notes, details = grad_tae.cluster_affinity(t, 2, solver="CLARABEL")
+        labels, notes, warned, details = grad_tae.cluster_affinity(t, 2, solver="CLARABEL")
     assert details["clustering"] == "spectral-fallback" and "simulated failure" in details["sdp_error"]
-    assert "spectral-clustering fallback" in notes[0] and "CLARABEL" in notes[0]
+    assert notes == () and len(warned) == 1
+    assert "spectral-clustering fallback" in warned[0] and "CLARABEL" in warned[0]
     assert adjusted_rand_score(truth, labels) == 1.0
 
 
@@ -267,8 +269,8 @@ def test_spectral_fallback_when_cvxpy_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "cvxpy", None)  # import cvxpy now raises ImportError
     t, _ = _block_affinity([3, 3], seed=4)
     with pytest.warns(RuntimeWarning, match="cvxpy is not installed"):
-        labels, notes, _ = grad_tae.cluster_affinity(t, 2)
-    assert "spectral-clustering fallback" in notes[0] and len(np.unique(labels)) == 2
+        labels, _, warned, _ = grad_tae.cluster_affinity(t, 2)
+    assert "spectral-clustering fallback" in warned[0] and len(np.unique(labels)) == 2
 
 
 # ------------------------------------------------------------------------ parameters

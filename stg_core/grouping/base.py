@@ -56,8 +56,10 @@ class GroupingResult:
 
     ``memberships`` ``(n_tasks, k)`` rows summing to 1 (one-hot for hard methods);
     ``affinity`` ``(n_tasks, n_tasks)`` or ``None`` (entry ``[i, j]``: how much task i helps
-    task j, in the method's own units); ``notes``: deviations from the original method,
-    fallbacks taken, collapse warnings — shown wherever the result is shown; ``details``:
+    task j, in the method's own units); ``notes``: how the result was obtained where that
+    differs from the original method (deviations, approximations); ``warnings``: reasons to
+    doubt this grouping (a collapse, a fallback taken, a grouping decided before the network had
+    learned) — both shown wherever the result is shown, warnings as such; ``details``:
     method-specific JSON-able figures (e.g. TAG's search, DMTG's assignment logits).
     """
 
@@ -68,6 +70,7 @@ class GroupingResult:
     affinity: np.ndarray | None = None
     notes: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         w = np.asarray(self.memberships, dtype=np.float64)
@@ -100,7 +103,7 @@ class GroupingResult:
         out: dict[str, Any] = {
             "method": self.method, "tasks": list(self.task_names), "memberships": self.memberships.round(6).tolist(),
             "labels": self.labels.tolist(), "cost": self.cost.to_json(), "notes": list(self.notes),
-            "details": self.details,
+            "warnings": list(self.warnings), "details": self.details,
         }
         if with_affinity:
             out["affinity"] = None if self.affinity is None else self.affinity.tolist()
@@ -111,7 +114,8 @@ class GroupingResult:
         if affinity is None and obj.get("affinity") is not None:
             affinity = np.asarray(obj["affinity"], dtype=np.float64)
         return cls(obj["method"], tuple(obj["tasks"]), np.asarray(obj["memberships"], dtype=np.float64),
-                   GroupingCost(**obj["cost"]), affinity, tuple(obj.get("notes", ())), dict(obj.get("details", {})))
+                   GroupingCost(**obj["cost"]), affinity, tuple(obj.get("notes", ())), dict(obj.get("details", {})),
+                   tuple(obj.get("warnings", ())))
 
 
 def one_hot(labels: np.ndarray, n_clusters: int) -> np.ndarray:

@@ -10,7 +10,7 @@ Every minibatch draws one relaxed assignment ``z = softmax((α + g) / τ)`` with
 
 with ℓ_i the trainer's per-task BCE (``pos_weight = neg/pos``); the same Adam trains α and the
 weights. Task i joins group ``argmax_k α_ik``. K is an upper bound: groups left empty are
-reported as a *collapse* (in ``notes`` and ``details``), and their membership columns are
+reported as a *collapse* (in ``warnings`` and ``details``), and their membership columns are
 kept, all zero, so every method's result has k columns.
 
 As in the authors' code (``ethanygao/DMTG``, ``models/learnToGroup.py``), the K branches and
@@ -196,21 +196,21 @@ def forward_flops(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
 
 def grouping_from_logits(alpha: np.ndarray) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     """Hard grouping from assignment logits ``(n_tasks, K)``: one-hot memberships ``(n_tasks, K)``
-    (task i in group ``argmax_k α_ik``; columns of empty groups are all zero), collapse notes,
-    and figures for ``details``."""
+    (task i in group ``argmax_k α_ik``; columns of empty groups are all zero), collapse
+    warnings, and figures for ``details``."""
     n_clusters = alpha.shape[1]
     labels = alpha.argmax(1)
     sizes = np.bincount(labels, minlength=n_clusters)
     used = int((sizes > 0).sum())
-    notes = []
+    warnings = []
     if used < n_clusters:
-        notes.append(f"collapsed: {used} of {n_clusters} groups used (DMTG's K is an upper bound; the empty "
+        warnings.append(f"collapsed: {used} of {n_clusters} groups used (DMTG's K is an upper bound; the empty "
                      "groups are kept as all-zero membership columns)")
     shifted = alpha - alpha.max(1, keepdims=True)
     probabilities = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
     details = {"alpha": alpha.round(6).tolist(), "probabilities": probabilities.round(6).tolist(),
                "group_sizes": sizes.tolist(), "groups_used": used, "collapsed": used < n_clusters}
-    return one_hot(labels, n_clusters), notes, details
+    return one_hot(labels, n_clusters), warnings, details
 
 
 def settled_epoch(grouping_by_epoch: list[np.ndarray]) -> int:
@@ -300,14 +300,14 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         losses = _train_branches(trainer, n_epochs, seed, relaxed_assignments, progress)
         final_alpha = alpha.detach().cpu().double().numpy()
     grouping_by_epoch.append(final_alpha.argmax(1))
-    memberships, notes, details = grouping_from_logits(final_alpha)
+    memberships, warnings, details = grouping_from_logits(final_alpha)
     settled = settled_epoch(grouping_by_epoch)
     if lr_alpha > 0 and settled <= n_epochs // 5:  # α frozen: nothing was decided, a collapse is reported
-        notes.append(f"settled early: the grouping did not change after epoch {settled} of {n_epochs} (training "
+        warnings.append(f"settled early: the grouping did not change after epoch {settled} of {n_epochs} (training "
                      f"loss {losses[settled - 1]:.3g} then, {losses[-1]:.3g} at the end), so it was decided before "
                      "the branches had learned the tasks; another grouping seed may give another grouping")
-    notes.append("grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
-                 "the groups); the run's epochs and lr schedule instead of the authors' 100 epochs")
+    notes = ["grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
+                 "the groups); the run's epochs and lr schedule instead of the authors' 100 epochs"]
     if lr_alpha != train.lr:
         why = (f"raised from the run's lr for a run of {n_steps} steps, so that α can move ~{ALPHA_TRAVEL:g} "
                "logits as over the authors' schedule" if alpha_lr is None else "as set")
@@ -320,7 +320,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     return GroupingResult(
         "dmtg", ctx.task_names, memberships,
         GroupingCost(wall_seconds=timer.seconds, models_trained=1, compute_factor=float(compute_factor)),
-        notes=tuple(notes), details=details)
+        notes=tuple(notes), details=details, warnings=tuple(warnings))
 
 
 def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 0,

@@ -49,8 +49,8 @@ Deviations from the original (also listed in every result's ``notes``):
 - Rounding always gives exactly ``k`` groups (the official greedy pass over the thresholded
   rows gives any number of them); see :func:`round_sdp_solution`.
 - Fallback when cvxpy is missing or the solver fails: scikit-learn's spectral clustering on
-  ``exp(T)`` (the official code's transform of ``T``), labelled as such in ``notes``, with a
-  warning.
+  ``exp(T)`` (the official code's transform of ``T``), labelled as such in the result's
+  ``warnings``, and with a Python ``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -503,27 +503,28 @@ def spectral_labels(affinity: np.ndarray, n_clusters: int, seed: int) -> np.ndar
 
 
 def cluster_affinity(affinity: np.ndarray, n_clusters: int, *, clustering: str = "sdp", solver: str = "CLARABEL",
-                     seed: int = 0) -> tuple[np.ndarray, tuple[str, ...], dict[str, Any]]:
+                     seed: int = 0) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], dict[str, Any]]:
     """Labels ``(n_tasks,)`` of ``k`` groups from the affinity ``(n_tasks, n_tasks)``, with the
-    notes to show (fallbacks) and JSON-able details of the clustering."""
+    notes (how it was clustered, where that differs from the paper) and warnings (a fallback
+    taken) to show, and JSON-able details of the clustering."""
     if clustering == "spectral":
         return (spectral_labels(affinity, n_clusters, seed),
-                ("spectral clustering of exp(T) instead of the paper's SDP (clustering='spectral')",),
+                ("spectral clustering of exp(T) instead of the paper's SDP (clustering='spectral')",), (),
                 {"clustering": "spectral"})
     try:
         x, solve = solve_sdp(affinity, n_clusters, solver)
     except SDPFailed as exc:
-        note = f"spectral-clustering fallback: the SDP was not solved, {exc}"
-        warnings.warn(f"Grad-TAE: {note}", RuntimeWarning, stacklevel=2)
-        return spectral_labels(affinity, n_clusters, seed), (note,), {"clustering": "spectral-fallback",
-                                                                       "sdp_error": str(exc)}
+        warning = f"spectral-clustering fallback: the SDP was not solved, {exc}"
+        warnings.warn(f"Grad-TAE: {warning}", RuntimeWarning, stacklevel=2)
+        return spectral_labels(affinity, n_clusters, seed), (), (warning,), {"clustering": "spectral-fallback",
+                                                                             "sdp_error": str(exc)}
     labels, n_candidates = round_sdp_solution(x, affinity, n_clusters)
     details = {"clustering": "sdp", "solver": solver, "sdp_status": solve["status"],
                "sdp_objective": solve["objective"], "sdp_candidate_groups": n_candidates}
     notes = () if n_candidates == n_clusters else (
         f"SDP rounding: the thresholded solution suggested {n_candidates} candidate groups, "
         f"turned into {n_clusters} by affinity",)
-    return labels, notes, details
+    return labels, notes, (), details
 
 
 # ------------------------------------------------------------------------------ the method
@@ -580,8 +581,8 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         affinity = affinity_from_scores(scores)
         if progress is not None:
             progress(f"fitted {len(subsets)} subset regressions", n_steps - 1, n_steps)
-        labels, cluster_notes, cluster_details = cluster_affinity(affinity, n_clusters, clustering=clustering,
-                                                                  solver=solver, seed=seed)
+        labels, cluster_notes, cluster_warnings, cluster_details = cluster_affinity(
+            affinity, n_clusters, clustering=clustering, solver=solver, seed=seed)
     if progress is not None:
         progress("clustered the affinity", n_steps, n_steps)
     # Minibatch-equivalent passes: the samples cost one forward pass per training batch of
@@ -598,4 +599,4 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
                "n_subsets": int(len(subsets)), "n_subsets_requested": int(m), "subset_size": int(s), "C": float(C),
                "offset": bool(offset), "gradient_rms_norm": scale, "newton_steps": int(newton_steps), **cluster_details}
     return GroupingResult("grad-tae", ctx.task_names, one_hot(labels, n_clusters), cost, affinity=affinity,
-                          notes=notes, details=details)
+                          notes=notes, details=details, warnings=cluster_warnings)
