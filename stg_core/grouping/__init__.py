@@ -39,7 +39,7 @@ __all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec",
 
 # Bumped whenever a method's code changes what a spec produces: part of the grouping id, so a
 # stored grouping is never reused across such a change.
-GROUPING_VERSION = 1
+GROUPING_VERSION = 2  # 2: warnings (collapse, fallback, early settling) apart from notes
 
 #: Method name -> module in this package (imported on use: TAG and DMTG pull in training code).
 GROUPING_METHODS = {"stg": "stg", "tag": "tag", "grad-tae": "grad_tae", "dmtg": "dmtg", "random": "random_groups"}
