@@ -40,7 +40,8 @@ ABOUT = """
   on random task subsets estimate how each task does when trained with others; SDP clustering of that affinity.
 - **DMTG** (Gao et al., 2024): k branches trained jointly with a Gumbel-softmax assignment of tasks to branches;
   each task joins its most likely branch. Groups left empty are reported as a *collapse*, and a grouping that
-  stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a note.
+  stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a
+  warning.
   Measured (README, `bench/planted.py`): on the `digits-planted` preset and on a digit-pairs problem it keeps
   duplicated tasks together but does not recover the two planted sets, which STG-MTL, TAG and Grad-TAE recover
   every time.
