@@ -32,6 +32,13 @@ side by side (8x16, the left and the right drawn independently from the digits' 
 test split; 3,000 training and 1,000 test images, written to a temporary ``.npz``); the tasks
 are ``digits-planted``'s positives read on the left digit for one set and on the right digit
 for the other, each duplicated. Tasks of different sets are independent, labels and pixels.
+
+    python bench/planted.py --methods dmtg --dmtg-head-start 1
+
+``--dmtg-head-start LEAD`` also runs DMTG, per run seed and grouping seed, with its assignment
+logits started LEAD logits in favour of the planted grouping, and of a random grouping that
+keeps every duplicate with its original (same set sizes), and prints whether it kept each: a
+planted grouping kept more often than random ones is one that DMTG's training prefers.
 """
 
 from __future__ import annotations
@@ -121,22 +128,50 @@ def duplicates_together(names: list[str], labels: np.ndarray) -> bool:
                if n.endswith(" again"))
 
 
+def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
+    """``n`` seeded random groupings ``(n_tasks,)`` with the planted set sizes that keep every
+    duplicate ("<name> again") with its original."""
+    originals = [i for i, name in enumerate(names) if not name.endswith(" again")]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        shuffled = dict(zip((names[i] for i in originals), rng.permutation(planted[originals])))
+        out.append(np.array([shuffled[name.removesuffix(" again")] for name in names]))
+    return out
+
+
 def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int]) -> None:
     """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed."""
     ctx = RunContext(store, run_id, "cpu")
     names = list(ctx.task_names)
-    originals = [i for i, n in enumerate(names) if not n.endswith(" again")]
     planted = np.array([planted_groups[n] for n in names])
-    rng = np.random.default_rng(0)
-    rows = [("planted", planted)]
-    for r in range(n_random):
-        shuffled = dict(zip((names[i] for i in originals), rng.permutation(planted[originals])))
-        rows.append((f"random {r}", np.array([shuffled[n.removesuffix(" again")] for n in names])))
+    rows = [("planted", planted)] + [(f"random {r}", labels)
+                                     for r, labels in enumerate(random_groupings(names, planted, n_random, 0))]
     for label, labels in rows:
         out = fixed_assignment_losses(ctx, labels)
         ari = adjusted_rand_score(planted, labels)
         print(f"    DMTG objective, {label:9s} (ARI {ari:5.2f}): train loss mean {np.mean(out['train_loss']):.3f}, "
               f"last epoch {out['train_loss'][-1]:.3f}; test loss {out['test_loss']:.3f}", flush=True)
+
+
+def dmtg_head_start(store: ArtifactStore, run_id: str, lead: float, planted_groups: dict[str, int], run_seed: int,
+                    group_seeds: list[int]) -> list[tuple[str, bool]]:
+    """DMTG (k = 2) started ``lead`` logits towards the planted grouping and towards a random
+    one, per grouping seed; returns ``(start, kept)`` for each."""
+    names = list(store.load_spec(run_id).task_names)
+    planted = np.array([planted_groups[n] for n in names])
+    out = []
+    for group_seed in group_seeds:
+        start_random = random_groupings(names, planted, 1, 1_000 * run_seed + group_seed)[0]
+        for label, start in (("planted", planted), ("random", start_random)):
+            params = {"start_groups": start.tolist(), "start_lead": lead}
+            r = run_grouping(GroupingSpec(run_id, "dmtg", 2, seed=group_seed, params=params), store, device="cpu")
+            ari = adjusted_rand_score(planted, r.labels)
+            print(f"run seed {run_seed}  DMTG seed {group_seed} started {lead:g} logits towards the {label:7s} "
+                  f"grouping (ARI {adjusted_rand_score(planted, start):5.2f}): kept {'yes' if r.details['start_kept'] else 'no '}, "
+                  f"ARI {ari:6.3f}", flush=True)
+            out.append((label, bool(r.details["start_kept"])))
+    return out
 
 
 def main() -> None:
@@ -149,6 +184,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(GROUPING_METHODS))
     parser.add_argument("--dmtg-fixed", type=int, default=0, metavar="R",
                         help="also train DMTG's network with the planted and R random groupings held fixed")
+    parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
+                        help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
     run_seeds = [int(s) for s in args.run_seeds.split(",")]
     group_seeds = [int(s) for s in args.group_seeds.split(",")]
@@ -160,6 +197,7 @@ def main() -> None:
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     results: dict[str, list[tuple[float, bool]]] = {m: [] for m in methods}
+    head_starts: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory() as tmp:
         store = ArtifactStore(tmp)
         for run_seed in run_seeds:
@@ -167,6 +205,9 @@ def main() -> None:
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups)
+            if args.dmtg_head_start is not None:
+                head_starts += dmtg_head_start(store, run_id, args.dmtg_head_start, planted_groups, run_seed,
+                                               group_seeds)
             for method in methods:
                 for group_seed in group_seeds:
                     r = run_grouping(GroupingSpec(run_id, method, 2, seed=group_seed), store, device="cpu")
@@ -178,6 +219,11 @@ def main() -> None:
                                if "settled_epoch" in r.details else "")
                     print(f"run seed {run_seed}  {method:8s} seed {group_seed}  ARI {ari:6.3f}  duplicates together "
                           f"{'yes' if together else 'no '}  {r.cost.wall_seconds:6.1f} s{settled}", flush=True)
+    if head_starts:
+        for start in ("planted", "random"):
+            kept = [k for label, k in head_starts if label == start]
+            print(f"DMTG started {args.dmtg_head_start:g} logits towards the {start} grouping: kept it in "
+                  f"{sum(kept)} of {len(kept)}")
     print(f"\n{'method':8s} {'mean ARI':>8s} {'ARI >= 0.8':>10s} {'duplicates together':>20s}")
     for method, rows in results.items():
         aris = [a for a, _ in rows]

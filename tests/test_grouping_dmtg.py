@@ -14,8 +14,10 @@ from stg_core.grouping.dmtg import (
     fixed_assignment_losses,
     group,
     grouping_from_logits,
+    same_partition,
     settled_epoch,
     split_trunk,
+    start_logits,
 )
 from stg_core.models import MODEL_NAMES, build_model
 
@@ -93,20 +95,26 @@ def test_split_trunk_rejects_unknown_trunks():
 # ---- parameters ------------------------------------------------------------------------------
 
 def test_defaults_are_registered_and_valid():
-    assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None}
-    check_params(DEFAULTS, 10)
-    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3}, 10)
+    assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None,
+                                                  "start_groups": None, "start_lead": 1.0}
+    check_params(DEFAULTS, 10, 2)
+    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0},
+                 10, 3)
 
 
 @pytest.mark.parametrize("bad, name", [
     ({"tau": 0}, "tau"), ({"tau": -1.0}, "tau"), ({"tau": float("nan")}, "tau"), ({"tau": "2.5"}, "tau"),
     ({"tau": True}, "tau"), ({"alpha_lr": -0.1}, "alpha_lr"), ({"alpha_lr": float("inf")}, "alpha_lr"),
     ({"alpha_lr": "fast"}, "alpha_lr"), ({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs"),
-    ({"epochs": True}, "epochs"),
+    ({"epochs": True}, "epochs"), ({"start_groups": [0, 1] * 4}, "start_groups"),
+    ({"start_groups": [0, 1] * 4 + [0, 2]}, "between 0 and 1"), ({"start_groups": [0] * 9 + [-1]}, "start_groups"),
+    ({"start_groups": [0] * 9 + [True]}, "start_groups"), ({"start_groups": "0101010101"}, "start_groups"),
+    ({"start_lead": -1}, "start_lead"), ({"start_lead": float("nan")}, "start_lead"),
+    ({"start_lead": True}, "start_lead"),
 ])
 def test_check_params_names_the_bad_value(bad, name):
     with pytest.raises(ValueError, match=name):
-        check_params({**DEFAULTS, **bad}, 10)
+        check_params({**DEFAULTS, **bad}, 10, 2)
 
 
 def test_grouping_spec_validates_dmtg_params(planted):
@@ -115,6 +123,8 @@ def test_grouping_spec_validates_dmtg_params(planted):
         run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"tau": 0}), store, device="cpu")
     with pytest.raises(ValueError, match="unknown parameter"):
         run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"temperature": 1}), store, device="cpu")
+    with pytest.raises(ValueError, match="12 group ids .* between 0 and 1"):  # checked against k
+        run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"start_groups": [0, 1, 2] * 4}), store, device="cpu")
 
 
 def test_default_alpha_lr_is_the_runs_lr_unless_the_run_is_short():
@@ -195,6 +205,29 @@ def test_collapse_is_reported(planted):
     np.testing.assert_array_equal(result.memberships[:, 1], 0)
     np.testing.assert_allclose(result.memberships.sum(1), 1)
     np.testing.assert_array_equal(result.details["alpha"], np.zeros((12, 2)))
+
+
+def test_start_logits_and_same_partition_by_hand():
+    np.testing.assert_array_equal(start_logits(3, 2, None, 1.0), np.zeros((3, 2)))
+    np.testing.assert_array_equal(start_logits(3, 3, [2, 0, 2], 1.5), [[0, 0, 1.5], [1.5, 0, 0], [0, 0, 1.5]])
+    assert same_partition(np.array([0, 0, 1]), np.array([1, 1, 0]))  # the group numbers do not matter
+    assert not same_partition(np.array([0, 0, 1]), np.array([0, 1, 1]))
+    assert not same_partition(np.array([0, 1, 1]), np.array([0, 1, 2]))  # one group split in two
+
+
+def test_a_start_grouping_sets_the_initial_logits(planted):
+    """With α frozen, the grouping is the start grouping (uniform α would put every task in group 0)."""
+    store, run_id = planted
+    start = [0, 1] * 6
+    params = {"alpha_lr": 0.0, "epochs": 1, "start_groups": start, "start_lead": 2.0}
+    result = run_grouping(GroupingSpec(run_id, "dmtg", 2, params=params), store, device="cpu")
+    np.testing.assert_array_equal(result.labels, start)
+    np.testing.assert_array_equal(result.details["alpha"], start_logits(12, 2, start, 2.0))
+    assert result.details["start_kept"] is True and result.warnings == ()
+    assert any("2-logit lead for the given start grouping" in n and "is that grouping" in n for n in result.notes)
+    moved = run_grouping(GroupingSpec(run_id, "dmtg", 2, params={**params, "alpha_lr": None, "start_lead": 0.0,
+                                                                  "epochs": 3}), store, device="cpu")
+    assert moved.details["start_kept"] == same_partition(moved.labels, np.array(start))  # reported, either way
 
 
 def test_same_seed_same_result_and_progress(planted):

@@ -294,12 +294,12 @@ def test_spectral_fallback_when_cvxpy_is_missing(monkeypatch):
 def test_check_params_names_the_bad_value(change, message):
     params = {**grad_tae.DEFAULTS, **change}
     with pytest.raises(ValueError, match=message):
-        grad_tae.check_params(params, 10)
+        grad_tae.check_params(params, 10, 2)
 
 
 def test_defaults_are_registered_and_valid():
     assert default_params("grad-tae") == grad_tae.DEFAULTS
-    grad_tae.check_params(grad_tae.DEFAULTS, 10)
+    grad_tae.check_params(grad_tae.DEFAULTS, 10, 2)
     with pytest.raises(ValueError, match="C=-1"):
         GroupingSpec("x", "grad-tae", 2, params={"C": -1}).validate(10)
 

@@ -80,7 +80,7 @@ class GroupingSpec:
 
     def validate(self, n_tasks: int) -> None:
         check_n_clusters(self.n_clusters, n_tasks)
-        _module(self.method).check_params(self.resolved_params(), n_tasks)
+        _module(self.method).check_params(self.resolved_params(), n_tasks, self.n_clusters)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "method": self.method, "n_clusters": int(self.n_clusters),

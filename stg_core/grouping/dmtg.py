@@ -118,6 +118,8 @@ DEFAULTS: dict[str, Any] = {
     "tau": 2.5,         # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
     "alpha_lr": None,   # Adam lr of the assignment logits α; None = max(run's lr, ALPHA_TRAVEL / steps)
     "epochs": None,     # passes over the training set; None = the run's epochs
+    "start_groups": None,  # a group id in 0..K-1 per task to start α from; None = uniform (the original)
+    "start_lead": 1.0,     # with start_groups: the logits by which each task's start group leads the others
 }
 
 #: How far (in logits) Adam can move α over the authors' CelebA schedule: 8e-4 x ~29.8
@@ -131,7 +133,7 @@ def default_alpha_lr(lr: float, n_steps: int) -> float:
     return max(lr, ALPHA_TRAVEL / max(n_steps, 1))
 
 
-def check_params(params: dict[str, Any], n_tasks: int) -> None:
+def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     tau = params["tau"]
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or not tau > 0:
         raise ValueError(f"tau={tau!r} must be a positive number")
@@ -143,6 +145,24 @@ def check_params(params: dict[str, Any], n_tasks: int) -> None:
     epochs = params["epochs"]
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
         raise ValueError(f"epochs={epochs!r} must be a positive integer or None (the run's epochs)")
+    groups = params["start_groups"]
+    if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
+            isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 0 <= g < n_clusters for g in groups)):
+        raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
+                         f"order) between 0 and {n_clusters - 1}")
+    lead = params["start_lead"]
+    if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not math.isfinite(lead) or lead < 0:
+        raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
+
+
+def start_logits(n_tasks: int, n_clusters: int, start_groups: list[int] | None, lead: float) -> np.ndarray:
+    """Initial assignment logits α ``(n_tasks, K)``: zeros (uniform, as in the original), or
+    ``lead`` for each task's group in ``start_groups`` and 0 elsewhere. With τ = 2.5 a lead of
+    1 starts a task at probability 0.6 for its group at K = 2 (the Gumbel draws vary it)."""
+    alpha = np.zeros((n_tasks, n_clusters))
+    if start_groups is not None:
+        alpha[np.arange(n_tasks), np.asarray(start_groups, dtype=np.int64)] = lead
+    return alpha
 
 
 def split_trunk(trunk: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -219,6 +239,12 @@ def grouping_from_logits(alpha: np.ndarray) -> tuple[np.ndarray, list[str], dict
     return one_hot(labels, n_clusters), warnings, details
 
 
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether group ids ``a`` and ``b`` ``(n_tasks,)`` make the same groups, whatever their numbers."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
 def settled_epoch(grouping_by_epoch: list[np.ndarray]) -> int:
     """The first epoch (1-based) after which the hard grouping never changed again, from the
     argmax groups ``(n_tasks,)`` at the end of each epoch."""
@@ -279,8 +305,11 @@ def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int) -> tuple[MultiT
 
 
 def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None) -> GroupingResult:
+          tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None,
+          start_groups: list[int] | None = None, start_lead: float = 1.0) -> GroupingResult:
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
+    check_params({"tau": tau, "alpha_lr": alpha_lr, "epochs": epochs, "start_groups": start_groups,
+                  "start_lead": start_lead}, ctx.n_tasks, n_clusters)
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
     _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
@@ -288,7 +317,8 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         trainer, compute_factor = _branch_trainer(ctx, n_clusters, seed)
         n_steps = n_epochs * len(trainer.batches(1))
         lr_alpha = default_alpha_lr(train.lr, n_steps) if alpha_lr is None else float(alpha_lr)
-        alpha = nn.Parameter(torch.zeros(ctx.n_tasks, n_clusters, device=ctx.device))
+        alpha0 = start_logits(ctx.n_tasks, n_clusters, start_groups, start_lead)
+        alpha = nn.Parameter(torch.tensor(alpha0, dtype=torch.float32, device=ctx.device))
         trainer.optimizer.add_param_group({"params": [alpha], "lr": lr_alpha, "weight_decay": 0.0})
         digest = hashlib.sha256(f"dmtg-gumbel:{seed}".encode()).digest()
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
@@ -314,6 +344,11 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
                      "the branches had learned the tasks; another grouping seed may give another grouping")
     notes = ["grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
                  "the groups); the run's epochs and lr schedule instead of the authors' 100 epochs"]
+    if start_groups is not None:
+        kept = same_partition(final_alpha.argmax(1), np.asarray(start_groups))
+        notes.append(f"assignment logits started with a {start_lead:g}-logit lead for the given start grouping "
+                     f"(the original starts uniform); the final grouping {'is' if kept else 'is not'} that grouping")
+        details["start_kept"] = kept
     if lr_alpha != train.lr:
         why = (f"raised from the run's lr for a run of {n_steps} steps, so that α can move ~{ALPHA_TRAVEL:g} "
                "logits as over the authors' schedule" if alpha_lr is None else "as set")

@@ -109,7 +109,7 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise ValueError(f"{name}={value} must be {bound}")
 
 
-def check_params(params: dict[str, Any], n_tasks: int) -> None:
+def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     _check_int("max_samples", params["max_samples"], 10)
     fraction = params["validation_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
@@ -550,7 +550,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     check_n_clusters(n_clusters, n_tasks)
     check_params({"max_samples": max_samples, "validation_fraction": validation_fraction,
                   "projection_dim": projection_dim, "n_subsets": n_subsets, "subset_size": subset_size, "C": C,
-                  "offset": offset, "clustering": clustering, "solver": solver}, n_tasks)
+                  "offset": offset, "clustering": clustering, "solver": solver}, n_tasks, n_clusters)
     m, s = subset_plan(n_tasks, n_subsets, subset_size)
     with Timer() as timer:
         model = load_trained_model(ctx.store, ctx.run_id, ctx.dataset.image_shape, ctx.dataset.class_names)

@@ -10,7 +10,7 @@ from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, Run
 DEFAULTS: dict[str, Any] = {}
 
 
-def check_params(params: dict[str, Any], n_tasks: int) -> None:
+def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     pass
 
 

@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def check_params(params: dict[str, Any], n_tasks: int) -> None:
+def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     if not float(params["fuzziness"]) > 1:
         raise ValueError(f"fuzziness F={params['fuzziness']} must be greater than 1")
     if params["representation"] not in REPRESENTATIONS:

@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def check_params(params: dict[str, Any], n_tasks: int) -> None:
+def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     for name in ("affinity_every", "exhaustive_max_tasks", "beam_width", "task_chunk"):
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
