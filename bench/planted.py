@@ -166,11 +166,11 @@ def dmtg_head_start(store: ArtifactStore, run_id: str, lead: float, planted_grou
         for label, start in (("planted", planted), ("random", start_random)):
             params = {"start_groups": start.tolist(), "start_lead": lead}
             r = run_grouping(GroupingSpec(run_id, "dmtg", 2, seed=group_seed, params=params), store, device="cpu")
-            ari = adjusted_rand_score(planted, r.labels)
+            kept = bool(r.details["start_kept"])
             print(f"run seed {run_seed}  DMTG seed {group_seed} started {lead:g} logits towards the {label:7s} "
-                  f"grouping (ARI {adjusted_rand_score(planted, start):5.2f}): kept {'yes' if r.details['start_kept'] else 'no '}, "
-                  f"ARI {ari:6.3f}", flush=True)
-            out.append((label, bool(r.details["start_kept"])))
+                  f"grouping (ARI {adjusted_rand_score(planted, start):5.2f}): kept {'yes' if kept else 'no '}, "
+                  f"ARI {adjusted_rand_score(planted, r.labels):6.3f}", flush=True)
+            out.append((label, kept))
     return out
 
 

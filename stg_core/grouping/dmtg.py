@@ -243,7 +243,7 @@ def grouping_from_logits(alpha: np.ndarray) -> tuple[np.ndarray, list[str], dict
     warnings = []
     if used < n_clusters:
         warnings.append(f"collapsed: {used} of {n_clusters} groups used (DMTG's K is an upper bound; the empty "
-                     "groups are kept as all-zero membership columns)")
+                        "groups are kept as all-zero membership columns)")
     shifted = alpha - alpha.max(1, keepdims=True)
     probabilities = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
     details = {"alpha": alpha.round(6).tolist(), "probabilities": probabilities.round(6).tolist(),
@@ -352,10 +352,10 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     settled = settled_epoch(grouping_by_epoch)
     if lr_alpha > 0 and settled <= n_epochs // 5:  # α frozen: nothing was decided, a collapse is reported
         warnings.append(f"settled early: the grouping did not change after epoch {settled} of {n_epochs} (training "
-                     f"loss {losses[settled - 1]:.3g} then, {losses[-1]:.3g} at the end), so it was decided before "
-                     "the branches had learned the tasks; another grouping seed may give another grouping")
-    notes = ["grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains "
-                 "the groups); the run's epochs and lr schedule instead of the authors' 100 epochs"]
+                        f"loss {losses[settled - 1]:.3g} then, {losses[-1]:.3g} at the end), so it was decided "
+                        "before the branches had learned the tasks; another grouping seed may give another grouping")
+    notes = ["grouping phase only: the pruned K-branch model is not fine-tuned (the evaluation trains the "
+             "groups); the run's epochs and lr schedule instead of the authors' 100 epochs"]
     if start_groups is not None:
         kept = same_partition(final_alpha.argmax(1), np.asarray(start_groups))
         notes.append(f"assignment logits started with a {start_lead:g}-logit lead for the given start grouping "
