@@ -67,7 +67,7 @@ Measured there and on two control problems:
   has no lower loss than random ones (mean training loss 0.97-1.04 against 0.95-1.04): a branch
   as wide as the trunk's last block holds both sets at no cost;
 - the grouping settles early, while the network is still untrained (reported as
-  ``details["settled_epoch"]``, with a note when it is in the first fifth of training; on
+  ``details["settled_epoch"]``, with a warning when it is in the first fifth of training; on
   ``digits-planted`` epoch 1-3 of 15 in 14 of the 20 groupings, never later than 7; on the
   Fashion-MNIST control epoch 1 of 3 in 5 of 6): the head of a task that draws more weight in
   one group learns faster there, which draws more weight to it, so early noise (Gumbel draws,
