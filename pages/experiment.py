@@ -207,11 +207,17 @@ with st.expander("More settings"):
     precision = a4.selectbox("Precision", PRECISIONS, key="precision",
                              help="auto: bf16 autocast on a GPU, and on CPUs with AMX units for colour images of "
                                   "32 px and more (about 2x faster there); fp32 everywhere else.")
+    feature_dim = a1.number_input(
+        "Feature units", 1, 4096, value=None, step=1, key="feature_dim", placeholder="128 (the paper's)",
+        disabled=model.startswith("resnet"),
+        help="Units of the CNN's last fully connected layer: the features every task head reads. Fewer make the "
+             "tasks compete for them, so unrelated tasks hurt each other more (ResNet-18 keeps its 512).")
 
 spec = ExperimentSpec(
     dataset=dataset_name, tasks=tuple(tasks),
     train=TrainConfig(model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
-                      precision=precision),
+                      precision=precision,
+                      feature_dim=None if feature_dim is None or model.startswith("resnet") else int(feature_dim)),
     subset=None if subset == n_train else int(subset),
     test_subset=None if test_subset == len(dataset.x_test) else int(test_subset),
     data_seed=int(seed), preset=preset_name, data_fingerprint=fingerprint, data_root=data_root)

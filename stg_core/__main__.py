@@ -73,7 +73,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
     train = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        precision=args.precision,
+                        precision=args.precision, feature_dim=args.feature_dim,
                         seed=args.seed)
     if args.preset:
         preset = get_preset(args.preset)
@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: bf16 autocast on CUDA, and on CPUs with AMX for colour images >= 32 px")
+    p.add_argument("--feature-dim", type=int, default=None,
+                   help="units of the CNN's last fully connected layer, the features every task head reads "
+                        "(default 128, the paper's); fewer make the tasks compete for them")
     p.add_argument("--subset", type=int, default=None, help="training images kept (seeded)")
     p.add_argument("--test-subset", type=int, default=None, help="test images kept (seeded)")
     p.add_argument("--seed", type=int, default=0, help="weights, batch order, dropout")

@@ -35,6 +35,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 on all parameters (the original uses none)
     seed: int = 0              # initial weights, batch order and dropout masks
     precision: str = "auto"    # "fp32", "bf16" (autocast), or "auto": see training.use_mixed_precision
+    feature_dim: int | None = None  # units of the CNN's last FC layer, read by every head; None = 128 (paper)
 
     def validate(self) -> None:
         from stg_core.models import MODEL_NAMES
@@ -51,6 +52,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay={self.weight_decay} must not be negative")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.feature_dim is not None:
+            if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, int) or self.feature_dim < 1:
+                raise ValueError(f"feature_dim={self.feature_dim!r} must be a positive number of units or None (128)")
+            if self.model.startswith("resnet"):
+                raise ValueError(f"feature_dim applies to paper_cnn and small_cnn; {self.model} has 512 features")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,8 @@ class ExperimentSpec:
         """Stable 12-hex-digit id: SHA-256 of the canonical JSON of the hashed fields."""
         obj = self.to_json()
         obj.pop("data_root")
+        if obj["train"]["feature_dim"] is None:  # added later: left out at its default, so earlier ids stay
+            del obj["train"]["feature_dim"]
         obj["training_version"] = TRAINING_VERSION
         text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -66,17 +66,21 @@ def _hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
 
 
-def _classifier(in_features: int, original_layout: bool) -> list[nn.Module]:
-    """Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2 (``nn.Dropout`` if ``original_layout``)."""
+#: Units of the CNNs' last fully connected layer (the paper's Table 2): the features the heads read.
+CNN_FEATURE_DIM = 128
+
+
+def _classifier(in_features: int, feature_dim: int, original_layout: bool) -> list[nn.Module]:
+    """Flatten, Dropout 0.2, FC ``feature_dim``, ReLU, Dropout 0.2 (``nn.Dropout`` if ``original_layout``)."""
     dropout = nn.Dropout if original_layout else Dropout
-    return [nn.Flatten(), dropout(0.2), nn.Linear(in_features, 128), nn.ReLU(inplace=True), dropout(0.2)]
+    return [nn.Flatten(), dropout(0.2), nn.Linear(in_features, feature_dim), nn.ReLU(inplace=True), dropout(0.2)]
 
 
 def paper_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
-              original_layout: bool = False) -> MultiHeadNet:
+              feature_dim: int = CNN_FEATURE_DIM, original_layout: bool = False) -> MultiHeadNet:
     """The custom CNN of the paper's Table 2 (472,612 parameters for 100 tasks on 3x32x32):
     Conv5x5(32, no padding) BN ReLU MaxPool2, Conv3x3(64) BN ReLU, Conv3x3(64) BN ReLU, MaxPool2,
-    Flatten, Dropout 0.2, FC 128, ReLU, Dropout 0.2, FC n.
+    Flatten, Dropout 0.2, FC 128 (``feature_dim``), ReLU, Dropout 0.2, FC n.
 
     The same function, faster: each ReLU before a pool runs after it, and dropout draws its
     mask the cheap way on the CPU (:class:`Dropout`). ``original_layout=True`` builds the
@@ -88,15 +92,16 @@ def paper_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int,
         *_conv_bn_relu_pool(in_channels, 32, 5, 0, original_layout),
         *_conv_bn_relu(32, 64, 3, 1),
         *_conv_bn_relu_pool(64, 64, 3, 1, original_layout),
-        *_classifier(64 * h * w, original_layout),
+        *_classifier(64 * h * w, feature_dim, original_layout),
     )
-    return MultiHeadNet(trunk, 128, n_tasks)
+    return MultiHeadNet(trunk, feature_dim, n_tasks)
 
 
 def small_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
-              original_layout: bool = False) -> MultiHeadNet:
+              feature_dim: int = CNN_FEATURE_DIM, original_layout: bool = False) -> MultiHeadNet:
     """A small CNN for tiny images (8x8 digits): three padded 3x3 convolutions, two pools
-    (ReLUs after the pools unless ``original_layout``, as in :func:`paper_cnn`)."""
+    (ReLUs after the pools unless ``original_layout``, as in :func:`paper_cnn`), then the
+    paper CNN's classifier with ``feature_dim`` units."""
     h, w = (s // 4 for s in _hw(image_size))
     if min(h, w) < 1:
         raise ValueError(f"small_cnn needs images of at least 4x4 pixels, got {image_size}")
@@ -104,9 +109,9 @@ def small_cnn(in_channels: int, image_size: int | tuple[int, int], n_tasks: int,
         *_conv_bn_relu(in_channels, 32, 3, 1),
         *_conv_bn_relu_pool(32, 64, 3, 1, original_layout),
         *_conv_bn_relu_pool(64, 64, 3, 1, original_layout),
-        *_classifier(64 * h * w, original_layout),
+        *_classifier(64 * h * w, feature_dim, original_layout),
     )
-    return MultiHeadNet(trunk, 128, n_tasks)
+    return MultiHeadNet(trunk, feature_dim, n_tasks)
 
 
 def resnet18(in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *, cifar_stem: bool) -> MultiHeadNet:
@@ -132,18 +137,25 @@ def resolve_model_name(name: str, image_size: int | tuple[int, int]) -> str:
     return name
 
 
-def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], n_tasks: int) -> MultiHeadNet:
+def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
+                feature_dim: int | None = None) -> MultiHeadNet:
     """Model ``name`` (one of :data:`MODEL_NAMES`) for images ``(in_channels, H, W)`` with
-    ``image_size`` = ``(H, W)`` (or one int for square images) and ``n_tasks`` heads."""
+    ``image_size`` = ``(H, W)`` (or one int for square images) and ``n_tasks`` heads.
+    ``feature_dim``: units of the CNNs' last fully connected layer (None: the paper's 128);
+    ResNet-18's 512 features are fixed."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
     if n_tasks < 1:
         raise ValueError(f"n_tasks={n_tasks} must be at least 1")
     name = resolve_model_name(name, image_size)
+    if feature_dim is not None and (name not in ("paper_cnn", "small_cnn") or feature_dim < 1):
+        raise ValueError(f"feature_dim={feature_dim} must be a positive number of units, and only for "
+                         f"paper_cnn and small_cnn (not {name})")
+    width = CNN_FEATURE_DIM if feature_dim is None else int(feature_dim)
     if name == "paper_cnn":
-        return paper_cnn(in_channels, image_size, n_tasks)
+        return paper_cnn(in_channels, image_size, n_tasks, feature_dim=width)
     if name == "small_cnn":
-        return small_cnn(in_channels, image_size, n_tasks)
+        return small_cnn(in_channels, image_size, n_tasks, feature_dim=width)
     return resnet18(in_channels, image_size, n_tasks, cifar_stem=name == "resnet18_cifar")
 
 

@@ -353,7 +353,7 @@ def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int],
     h, w, c = image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
-        model = build_model(spec.train.model, c, (h, w), len(spec.tasks))
+        model = build_model(spec.train.model, c, (h, w), len(spec.tasks), feature_dim=spec.train.feature_dim)
     init_heads(model.heads, [task_key(t, class_names) for t in spec.tasks], spec.train.seed)
     return model
 
@@ -408,7 +408,7 @@ def estimate_run_seconds(spec: ExperimentSpec, image_shape: tuple[int, int, int]
     data = TrainingData.from_arrays(x, y, x[:1], y[:1], dev)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global generator alone
         torch.manual_seed(0)
-        model = build_model(spec.train.model, c, (h, w), len(spec.tasks))
+        model = build_model(spec.train.model, c, (h, w), len(spec.tasks), feature_dim=spec.train.feature_dim)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, batch_size=batch, seed=0, record=False,
                                amp=precision_amp(spec.train.precision))
     trainer.train_epoch(1)  # warm-up: allocations, oneDNN kernel selection

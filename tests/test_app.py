@@ -54,9 +54,23 @@ def test_launch_saves_the_spec_submits_a_job_and_activates_the_run(tmp_path, mon
     spec = store.load_spec(run_id)
     assert (spec.preset, spec.train.epochs, spec.subset, len(spec.tasks)) == ("digits-g2", 2, 200, 15)
     assert "versions" in (store.run_dir(run_id) / "spec.json").read_text()
+    assert spec.train.feature_dim is None  # the paper's 128 units, left out of the run id
     assert at.sidebar.selectbox(key="active_run").value == run_id
     assert at.query_params["run"] == run_id
     assert any(run_id in s.value for s in at.success)
+
+
+def test_feature_units_reach_the_spec_and_change_the_run(tmp_path, monkeypatch, submitted):
+    at = _app(tmp_path / "store", monkeypatch)
+    at.selectbox(key="preset").set_value("digits-g2")
+    at.number_input(key="subset").set_value(200).run()
+    default_id = at.metric[2].value
+    at.number_input(key="feature_dim").set_value(8).run()
+    assert not at.exception and not at.error and at.metric[2].value != default_id
+    at.button(key="launch").click().run()
+    assert ArtifactStore(tmp_path / "store").load_spec(submitted[0].run_id).train.feature_dim == 8
+    at.selectbox(key="model").set_value("resnet18").run()  # ResNet-18 keeps its 512 features
+    assert at.number_input(key="feature_dim").disabled and not at.error
 
 
 def test_an_identical_finished_run_is_reused(trained, monkeypatch):

@@ -68,15 +68,21 @@ def test_train_with_a_task_file_and_bad_inputs(tmp_path):
               store=tmp_path / "s").stdout
     run_id = out.strip().splitlines()[-1].removeprefix("run: ")
     assert ArtifactStore(tmp_path / "s").load_spec(run_id).task_names == ("small", "seven")
+    out = cli("train", "--dataset", "digits", "--tasks-file", str(tasks), "--subset", "200", "--epochs", "1", "-q",
+              "--feature-dim", "8", store=tmp_path / "s").stdout
+    narrow = out.strip().splitlines()[-1].removeprefix("run: ")
+    assert narrow != run_id and ArtifactStore(tmp_path / "s").load_spec(narrow).train.feature_dim == 8
 
     tasks.write_text(json.dumps([{"name": "x", "classes": ["cat"]}]))
     bad = cli("train", "--dataset", "digits", "--tasks-file", str(tasks), store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "unknown class 'cat'" in bad.stderr and "Traceback" not in bad.stderr
     bad = cli(*TRAIN, "--epochs", "0", store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "epochs=0" in bad.stderr
+    bad = cli(*TRAIN, "--model", "resnet18", "--feature-dim", "8", store=tmp_path / "s", check=False)
+    assert bad.returncode == 2 and "resnet18 has 512 features" in bad.stderr
     bad = cli("train", "--preset", "cifar10-g1", "--data-root", str(tmp_path), store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr and str(tmp_path) in bad.stderr
-    assert ArtifactStore(tmp_path / "s").run_ids() == [run_id]  # failed attempts stored nothing
+    assert sorted(ArtifactStore(tmp_path / "s").run_ids()) == sorted([run_id, narrow])  # failures stored nothing
 
 
 def test_a_user_npz_run_is_identified_by_the_file_content(tmp_path):

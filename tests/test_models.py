@@ -30,6 +30,16 @@ def test_models_fit_the_image_shapes(name, shape):
     assert model(torch.zeros(3, c, h, w)).shape == (3, 7)
 
 
+@pytest.mark.parametrize("name, shape", [("paper_cnn", (3, 32, 32)), ("small_cnn", (1, 8, 8)), ("auto", (1, 8, 16))])
+def test_feature_dim_sets_the_units_every_head_reads(name, shape):
+    c, h, w = shape
+    default, narrow = build_model(name, c, (h, w), 5), build_model(name, c, (h, w), 5, feature_dim=8)
+    fc = [m for m in narrow.trunk if isinstance(m, torch.nn.Linear)]
+    assert len(fc) == 1 and fc[0].out_features == 8 and narrow.heads.in_features == 8
+    assert default.heads.in_features == 128
+    assert narrow(torch.zeros(2, c, h, w)).shape == (2, 5)
+
+
 def test_bad_model_arguments():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         build_model("vgg", 3, 32, 2)
@@ -37,6 +47,10 @@ def test_bad_model_arguments():
         build_model("paper_cnn", 1, 6, 2)
     with pytest.raises(ValueError, match="n_tasks=0"):
         build_model("small_cnn", 1, 8, 0)
+    with pytest.raises(ValueError, match=r"feature_dim=64 .*\(not resnet18\)"):
+        build_model("resnet18", 3, 32, 2, feature_dim=64)
+    with pytest.raises(ValueError, match="feature_dim=0"):
+        build_model("paper_cnn", 3, 32, 2, feature_dim=0)
 
 
 @pytest.mark.parametrize("factory, shape", [(paper_cnn, (3, 32, 32)), (small_cnn, (1, 8, 8))])

@@ -25,6 +25,17 @@ def test_run_id_is_stable_and_covers_the_spec():
     assert len({o.run_id() for o in others} | {spec.run_id()}) == len(others) + 1
 
 
+def test_feature_dim_changes_the_run_id_only_when_set():
+    """``TrainConfig.feature_dim`` came later: at its default (None) it is left out of the hash,
+    so the ids of runs stored before keep pointing at them (this id was computed before it existed)."""
+    spec = spec_from_preset("digits-g2", subset=500)
+    assert spec.run_id() == "fb9092b95d69"
+    narrow = spec.with_train(feature_dim=8)
+    assert narrow.run_id() not in (spec.run_id(), spec.with_train(feature_dim=16).run_id())
+    back = ExperimentSpec.from_json(json.loads(json.dumps(narrow.to_json())))
+    assert back == narrow and back.run_id() == narrow.run_id()
+
+
 def test_spec_json_round_trip():
     spec = spec_from_preset("digits-g2", subset=500, train=TrainConfig(epochs=4, model="small_cnn"))
     back = ExperimentSpec.from_json(json.loads(json.dumps(spec.to_json())))
@@ -40,6 +51,12 @@ def test_train_config_validation():
         TrainConfig(lr=-1).validate()
     with pytest.raises(ValueError, match="unknown model"):
         TrainConfig(model="vgg").validate()
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="feature_dim="):
+            TrainConfig(feature_dim=bad).validate()
+    with pytest.raises(ValueError, match="resnet18_cifar has 512 features"):
+        TrainConfig(model="resnet18_cifar", feature_dim=64).validate()
+    TrainConfig(model="small_cnn", feature_dim=8).validate()
 
 
 def test_store_layout_and_permissions(tmp_path):
