@@ -33,6 +33,15 @@ test split; 3,000 training and 1,000 test images, written to a temporary ``.npz`
 are ``digits-planted``'s positives read on the left digit for one set and on the right digit
 for the other, each duplicated. Tasks of different sets are independent, labels and pixels.
 
+    python bench/planted.py --problem pairs --pairs-train 20000 --epochs 5 --feature-dim 8 \
+        --methods dmtg --dmtg-params '{"epochs": 30, "alpha_lr": 0.001}'
+
+``--feature-dim N`` gives the run's CNN N units in its last fully connected layer (128 by
+default), which DMTG copies into each branch: with few units the sets compete for them, so
+the grouping matters to DMTG's objective. ``--pairs-train`` sets the digit pairs' training
+images, ``--dmtg-params`` DMTG's parameters (JSON; here the original's single lr, α at the
+weights' lr, over more epochs than the run).
+
     python bench/planted.py --methods dmtg --dmtg-head-start 1
 
 ``--dmtg-head-start LEAD`` also runs DMTG, per run seed and grouping seed, with its assignment
@@ -44,6 +53,7 @@ planted grouping kept more often than random ones is one that DMTG's training pr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -101,16 +111,18 @@ def with_duplicates(sets: list[list[tuple[str, tuple[str, ...]]]]) -> tuple[tupl
     return tuple(tasks), groups
 
 
-def planted_problem(problem: str, epochs: int, seed: int, folder: Path) -> tuple[ExperimentSpec, dict[str, int]]:
+def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, feature_dim: int | None = None,
+                    pairs_train: int = 3_000) -> tuple[ExperimentSpec, dict[str, int]]:
     """The MTL run of ``problem`` (``digits-planted``, the Fashion-MNIST control or the digit
-    pairs, whose file is written in ``folder``) and its planted grouping: task name -> group."""
-    train = TrainConfig(epochs=epochs, seed=seed)
+    pairs, ``pairs_train`` training images written in ``folder``) with ``feature_dim`` units in
+    the CNN's last layer, and its planted grouping: task name -> group."""
+    train = TrainConfig(epochs=epochs, seed=seed, feature_dim=feature_dim)
     if problem == "digits":
         return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
     if problem == "pairs":
-        path = folder / "digit-pairs.npz"
+        path = folder / f"digit-pairs-{pairs_train}.npz"
         if not path.exists():
-            write_digit_pairs(path)
+            write_digit_pairs(path, n_train=pairs_train)
         sets = []
         for half, (side, digit_sets) in enumerate(PAIRS_SETS):  # half 0: the left digit of "a|b"
             sets.append([(f"{side} {{{','.join(digits)}}}",
@@ -184,6 +196,12 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(GROUPING_METHODS))
     parser.add_argument("--dmtg-fixed", type=int, default=0, metavar="R",
                         help="also train DMTG's network with the planted and R random groupings held fixed")
+    parser.add_argument("--feature-dim", type=int, default=None, metavar="N",
+                        help="units of the run's CNN's last fully connected layer (default 128)")
+    parser.add_argument("--pairs-train", type=int, default=3_000, metavar="N",
+                        help="training images of --problem pairs (default 3,000)")
+    parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
+                        help="DMTG's parameters for its groupings, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}'")
     parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
                         help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
@@ -193,7 +211,8 @@ def main() -> None:
     epochs = DEFAULT_EPOCHS[args.problem] if args.epochs is None else args.epochs
     if args.problem == "fashion" and not (status := dataset_status("fashion_mnist")).available:
         parser.error(f"--problem fashion needs Fashion-MNIST: {status.message}")
-    print(f"# {args.problem}, {epochs} epochs, k = 2; run seeds {run_seeds}, grouping seeds {group_seeds}")
+    print(f"# {args.problem}, {epochs} epochs, k = 2; run seeds {run_seeds}, grouping seeds {group_seeds}; "
+          f"feature units {args.feature_dim or 128}; DMTG parameters {json.dumps(args.dmtg_params)}")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     results: dict[str, list[tuple[float, bool]]] = {m: [] for m in methods}
@@ -201,7 +220,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = ArtifactStore(tmp)
         for run_seed in run_seeds:
-            spec, planted_groups = planted_problem(args.problem, epochs, run_seed, Path(tmp))
+            spec, planted_groups = planted_problem(args.problem, epochs, run_seed, Path(tmp),
+                                                   feature_dim=args.feature_dim, pairs_train=args.pairs_train)
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups)
@@ -210,7 +230,9 @@ def main() -> None:
                                                group_seeds)
             for method in methods:
                 for group_seed in group_seeds:
-                    r = run_grouping(GroupingSpec(run_id, method, 2, seed=group_seed), store, device="cpu")
+                    params = args.dmtg_params if method == "dmtg" else {}
+                    r = run_grouping(GroupingSpec(run_id, method, 2, seed=group_seed, params=params), store,
+                                     device="cpu")
                     names = list(r.task_names)
                     ari = adjusted_rand_score([planted_groups[n] for n in names], r.labels)
                     together = duplicates_together(names, r.labels)
