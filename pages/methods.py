@@ -15,7 +15,8 @@ from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url
 from stg_core import jobs
 from stg_core.clustering import alignment_scores, task_groups
 from stg_core.evaluation import EvaluationSpec, evaluation_dir, read_results, save_evaluation_spec
-from stg_core.grouping import GROUPING_METHODS, GroupingSpec, list_groupings, read_grouping, save_grouping_spec
+from stg_core.grouping import (GROUPING_METHODS, GroupingSpec, default_params, list_groupings, read_grouping,
+                               save_grouping_spec)
 from stg_core.store import ArtifactStore
 
 METHODS = tuple(GROUPING_METHODS)
@@ -31,6 +32,10 @@ COST_HINTS = {
             "assignment learnt jointly: roughly the run's training times the branches' extra compute.",
     "random": "instant — a seeded random grouping, the floor every method must beat.",
 }
+
+#: An example for the Method parameters inputs, where one helps.
+PARAM_HINTS = {"dmtg": ' E.g. {"alpha_lr": 0.001, "epochs": 30}: the original\'s single learning rate over more '
+                       "epochs (README: it decides later, and found planted sets that the default did not)."}
 
 ABOUT = """
 - **STG-MTL**: k-means with fuzzy memberships on the tasks' data maps (soft memberships; the Clustering page).
@@ -92,15 +97,42 @@ seed = int(c3.number_input(
 chosen = [m for m in METHODS if m in chosen_widget]  # canonical order
 to_url(k=k, seed=seed, methods=",".join(chosen))
 
+
+def _params(text: str) -> dict[str, Any]:
+    """A method's parameters typed as a JSON object (empty: its defaults)."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"its parameters are not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ValueError('its parameters must be a JSON object such as {"epochs": 30}')
+    return value
+
+
+with_defaults = {m: default_params(m) for m in chosen}
+texts = {}
+if any(with_defaults.values()):
+    with st.expander("Method parameters"):
+        st.caption("Each method's parameters as a JSON object; empty: the defaults shown. Other parameters give "
+                   "another grouping, kept beside the default one (README, *Other grouping methods*).")
+        for method, defaults in with_defaults.items():
+            if defaults:
+                texts[method] = st.text_input(
+                    grouping_label(method), key=f"params_{method}", placeholder=json.dumps(defaults),
+                    help=f"Only the parameters of {grouping_label(method)} that differ from its defaults (shown "
+                         "in grey), as a JSON object." + PARAM_HINTS.get(method, ""))
+
 specs: dict[str, GroupingSpec] = {}
 ids: dict[str, str] = {}
 problems = []
 for method in chosen:
-    spec = GroupingSpec(run_id, method, k, seed)
     try:
+        spec = GroupingSpec(run_id, method, k, seed, params=_params(texts.get(method, "")))
         spec.validate(n_tasks)
         ids[method] = spec.grouping_id()
-    except (ValueError, ImportError) as exc:  # a method that cannot run here is named, the others still run
+    except (ValueError, TypeError, ImportError) as exc:  # a method that cannot run here is named, the others run
         problems.append(f"{grouping_label(method)}: {exc}")
     else:
         specs[method] = spec
@@ -200,8 +232,8 @@ if everything:
             "state": jobs.read_status(store, jobs.Job(run_id, grouping_id=gid)).get("state"),
             "params": json.dumps(g.params, sort_keys=True)} for gid, g in everything]), hide_index=True,
             key="all_groupings")
-        st.caption("The page shows the groupings of the methods, k and seed chosen above (with each method's "
-                   "current default parameters); pick those settings to see another one.")
+        st.caption("The page shows the groupings of the methods, k, seed and parameters chosen above; pick "
+                   "those settings to see another one.")
 if not saved:
     st.info(f"No grouping of this run with k = {k} and seed {seed} yet: pick the methods above and **Launch**.")
     st.stop()

@@ -160,6 +160,31 @@ def test_launch_saves_one_grouping_per_method_and_submits_each(finished_run, cop
     assert submitted[2:] == submitted[:2]
 
 
+def test_method_parameters_make_another_grouping_and_bad_ones_are_named(finished_run, copy_of, monkeypatch,
+                                                                         submitted):
+    store = copy_of(finished_run[0])
+    run_id = finished_run[1]
+    at = _methods_page(store.root, monkeypatch)
+    _choose(at, ["stg", "dmtg", "random"], k=2)
+    assert [t.key for t in at.text_input] == ["params_stg", "params_dmtg"]  # random has no parameters
+    assert json.loads(at.text_input(key="params_dmtg").placeholder)["tau"] == 2.5
+    assert "alpha_lr" in at.text_input(key="params_dmtg").help
+    for text, message in (('{"alpha_lr": 0.001', "not valid JSON"), ("[1, 2]", "must be a JSON object"),
+                          ('{"alpha": 1}', "unknown parameter 'alpha'"), ('{"epochs": 0}', "epochs=0")):
+        at.text_input(key="params_dmtg").set_value(text).run()
+        assert not at.exception
+        assert [e.value for e in at.error if "DMTG" in e.value and message in e.value], text
+        assert at.button(key="launch_groupings")  # the other methods can still be launched
+    at.text_input(key="params_dmtg").set_value('{"alpha_lr": 0.001, "epochs": 3}').run()
+    assert not at.error
+    at.button(key="launch_groupings").click().run()
+    params = {"alpha_lr": 0.001, "epochs": 3}
+    gid = GroupingSpec(run_id, "dmtg", 2, 0, params).grouping_id()
+    assert gid != GroupingSpec(run_id, "dmtg", 2, 0).grouping_id()
+    assert jobs.Job(run_id, grouping_id=gid) in submitted
+    assert json.loads((grouping_dir(store, run_id, gid) / "spec.json").read_text())["params"]["alpha_lr"] == 0.001
+
+
 def test_the_settings_come_from_the_url(finished_run, monkeypatch):
     store, _ = finished_run
     monkeypatch.setenv("STG_STORE", str(store.root))
