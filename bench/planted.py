@@ -71,6 +71,7 @@ from stg_core.data import dataset_status, load_dataset  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
 from stg_core.grouping.base import RunContext  # noqa: E402
 from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
+from stg_core.models import CNN_FEATURE_DIM  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS, Task  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
@@ -201,18 +202,25 @@ def main() -> None:
     parser.add_argument("--pairs-train", type=int, default=3_000, metavar="N",
                         help="training images of --problem pairs (default 3,000)")
     parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
-                        help="DMTG's parameters for its groupings, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}'")
+                        help="DMTG's parameters for the groupings of --methods dmtg (not --dmtg-fixed or "
+                             "--dmtg-head-start), e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}'")
     parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
                         help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
     run_seeds = [int(s) for s in args.run_seeds.split(",")]
     group_seeds = [int(s) for s in args.group_seeds.split(",")]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not isinstance(args.dmtg_params, dict):
+        parser.error('--dmtg-params must be a JSON object, e.g. {"epochs": 30}')
+    try:  # the names checked before any training (the values are checked per run, against its tasks)
+        GroupingSpec("-", "dmtg", 2, params=args.dmtg_params).resolved_params()
+    except ValueError as exc:
+        parser.error(f"--dmtg-params: {exc}")
     epochs = DEFAULT_EPOCHS[args.problem] if args.epochs is None else args.epochs
     if args.problem == "fashion" and not (status := dataset_status("fashion_mnist")).available:
         parser.error(f"--problem fashion needs Fashion-MNIST: {status.message}")
     print(f"# {args.problem}, {epochs} epochs, k = 2; run seeds {run_seeds}, grouping seeds {group_seeds}; "
-          f"feature units {args.feature_dim or 128}; DMTG parameters {json.dumps(args.dmtg_params)}")
+          f"feature units {args.feature_dim or CNN_FEATURE_DIM}; DMTG parameters {json.dumps(args.dmtg_params)}")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     results: dict[str, list[tuple[float, bool]]] = {m: [] for m in methods}

@@ -54,7 +54,7 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
         if self.feature_dim is not None:
             if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, int) or self.feature_dim < 1:
-                raise ValueError(f"feature_dim={self.feature_dim!r} must be a positive number of units or None (128)")
+                raise ValueError(f"feature_dim={self.feature_dim!r} must be a positive int (units) or None (128)")
             if self.model.startswith("resnet"):
                 raise ValueError(f"feature_dim applies to paper_cnn and small_cnn; {self.model} has 512 features")
 

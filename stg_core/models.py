@@ -148,10 +148,12 @@ def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], 
     if n_tasks < 1:
         raise ValueError(f"n_tasks={n_tasks} must be at least 1")
     name = resolve_model_name(name, image_size)
-    if feature_dim is not None and (name not in ("paper_cnn", "small_cnn") or feature_dim < 1):
-        raise ValueError(f"feature_dim={feature_dim} must be a positive number of units, and only for "
-                         f"paper_cnn and small_cnn (not {name})")
-    width = CNN_FEATURE_DIM if feature_dim is None else int(feature_dim)
+    if feature_dim is not None:
+        if name not in ("paper_cnn", "small_cnn"):
+            raise ValueError(f"feature_dim={feature_dim} applies to paper_cnn and small_cnn only (not {name})")
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+            raise ValueError(f"feature_dim={feature_dim!r} must be a positive integer number of units")
+    width = CNN_FEATURE_DIM if feature_dim is None else feature_dim
     if name == "paper_cnn":
         return paper_cnn(in_channels, image_size, n_tasks, feature_dim=width)
     if name == "small_cnn":

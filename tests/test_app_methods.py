@@ -170,7 +170,8 @@ def test_method_parameters_make_another_grouping_and_bad_ones_are_named(finished
     assert json.loads(at.text_input(key="params_dmtg").placeholder)["tau"] == 2.5
     assert "alpha_lr" in at.text_input(key="params_dmtg").help
     for text, message in (('{"alpha_lr": 0.001', "not valid JSON"), ("[1, 2]", "must be a JSON object"),
-                          ('{"alpha": 1}', "unknown parameter 'alpha'"), ('{"epochs": 0}', "epochs=0")):
+                          ('{"alpha": 1}', "unknown parameter 'alpha'"), ('{"epochs": 0}', "epochs=0"),
+                          ('{"tau": NaN}', "hold NaN")):
         at.text_input(key="params_dmtg").set_value(text).run()
         assert not at.exception
         assert [e.value for e in at.error if "DMTG" in e.value and message in e.value], text

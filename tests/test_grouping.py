@@ -57,8 +57,18 @@ def test_spec_validation_names_the_problem(planted_run):
         save_grouping_spec(GroupingSpec(run_id, "random", 13), store)
     with pytest.raises(ValueError, match="unknown parameter 'tau' for method 'stg'"):
         save_grouping_spec(GroupingSpec(run_id, "stg", 2, params={"tau": 1}), store)
-    with pytest.raises(ValueError, match="fuzziness F=1 must be greater than 1"):
+    with pytest.raises(ValueError, match="fuzziness F=1 must be a number greater than 1"):
         save_grouping_spec(GroupingSpec(run_id, "stg", 2, params={"fuzziness": 1}), store)
+    # values a JSON box lets through, each refused before a job is started
+    for method, params, message in (("stg", {"fuzziness": "3"}, "fuzziness F='3'"),
+                                    ("stg", {"fuzziness": float("inf")}, "fuzziness F=inf"),
+                                    ("stg", {"epochs": 3}, "epochs=3 must be None"),
+                                    ("stg", {"epochs": [0, 2]}, "epochs=\\[0, 2\\]"),
+                                    ("tag", {"lookahead_lr": "0.1"}, "lookahead_lr='0.1'"),
+                                    ("tag", {"epochs": True}, "epochs=True")):
+        with pytest.raises(ValueError, match=message):
+            save_grouping_spec(GroupingSpec(run_id, method, 2, params=params), store)
+    GroupingSpec(run_id, "stg", 2, params={"epochs": [1, 15]}).validate(12)
     with pytest.raises(ValueError, match="affinity_every=0 must be a positive integer"):
         save_grouping_spec(GroupingSpec(run_id, "tag", 2, params={"affinity_every": 0}), store)
     assert GroupingSpec(run_id, "stg", 2).grouping_id() == GroupingSpec(

@@ -47,10 +47,11 @@ def test_bad_model_arguments():
         build_model("paper_cnn", 1, 6, 2)
     with pytest.raises(ValueError, match="n_tasks=0"):
         build_model("small_cnn", 1, 8, 0)
-    with pytest.raises(ValueError, match=r"feature_dim=64 .*\(not resnet18\)"):
+    with pytest.raises(ValueError, match=r"feature_dim=64 applies to paper_cnn and small_cnn only \(not resnet18\)"):
         build_model("resnet18", 3, 32, 2, feature_dim=64)
-    with pytest.raises(ValueError, match="feature_dim=0"):
-        build_model("paper_cnn", 3, 32, 2, feature_dim=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"feature_dim={bad!r} must be a positive integer"):
+            build_model("paper_cnn", 3, 32, 2, feature_dim=bad)
 
 
 @pytest.mark.parametrize("factory, shape", [(paper_cnn, (3, 32, 32)), (small_cnn, (1, 8, 8))])

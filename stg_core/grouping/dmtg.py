@@ -74,8 +74,9 @@ Measured there and on two control problems:
   groupings, and DMTG with the original's single lr (``alpha_lr`` = the weights' 1e-3, 30
   epochs, 2,370 steps; ``--dmtg-params '{"epochs": 30, "alpha_lr": 0.001}'``) recovers the
   sets in 2 of 4 groupings (ARI 0.40 in the other two: one pair of tasks on the wrong side,
-  the same over 60 epochs), settling after epoch 7-20; with the default ``alpha_lr`` (raised to 0.0063 for 2,370 steps)
-  it settles after epoch 1 and recovers them in 0 of 2. The raised default lets α move at all
+  the same over 60 epochs), settling after epoch 7-20; with the default ``alpha_lr``
+  (``--dmtg-params '{"epochs": 30}'``: raised to 0.0063 for 2,370 steps) it settles after
+  epoch 1 and recovers them in 0 of 2. The raised default lets α move at all
   in short runs, at the price of deciding before the branches differ; at the single lr on
   ``digits-planted``, even over 333 epochs (1,998 steps; ``--run-seeds 0 --group-seeds 0,1,2,3
   --methods dmtg --dmtg-params '{"epochs": 333, "alpha_lr": 0.001}'``), the logit gaps stay

@@ -7,6 +7,8 @@ pass through the network — only the clustering of ``n_tasks`` vectors.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from stg_core.clustering import REPRESENTATIONS, SCALINGS, TaskClusterer, load_task_vectors
@@ -21,8 +23,13 @@ DEFAULTS: dict[str, Any] = {
 
 
 def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    if not float(params["fuzziness"]) > 1:
-        raise ValueError(f"fuzziness F={params['fuzziness']} must be greater than 1")
+    fuzziness = params["fuzziness"]
+    if isinstance(fuzziness, bool) or not isinstance(fuzziness, (int, float)) or not 1 < fuzziness < math.inf:
+        raise ValueError(f"fuzziness F={fuzziness!r} must be a number greater than 1")
+    epochs = params["epochs"]
+    if epochs is not None and (not isinstance(epochs, (list, tuple)) or not epochs or any(
+            isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs)):
+        raise ValueError(f"epochs={epochs!r} must be None (every recorded epoch) or a list of 1-based epochs")
     if params["representation"] not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {params['representation']!r}; use {', '.join(REPRESENTATIONS)}")
     if params["scaling"] not in SCALINGS:

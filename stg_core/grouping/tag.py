@@ -68,9 +68,11 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     if params["exhaustive_max_tasks"] > 14:
         raise ValueError(f"exhaustive_max_tasks={params['exhaustive_max_tasks']} is too large: partitions of more "
                          "than 14 tasks cannot be enumerated in reasonable time (use the beam search)")
-    if params["lookahead_lr"] is not None and not float(params["lookahead_lr"]) > 0:
-        raise ValueError(f"lookahead_lr={params['lookahead_lr']} must be positive")
-    if params["epochs"] is not None and (not isinstance(params["epochs"], int) or params["epochs"] < 1):
+    lr = params["lookahead_lr"]
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+        raise ValueError(f"lookahead_lr={lr!r} must be a positive number or None (the run's lr)")
+    if params["epochs"] is not None and (isinstance(params["epochs"], bool) or not isinstance(params["epochs"], int)
+                                         or params["epochs"] < 1):
         raise ValueError(f"epochs={params['epochs']!r} must be a positive integer")
 
 
