@@ -38,7 +38,7 @@ class TrainConfig:
     feature_dim: int | None = None  # units of the CNN's last FC layer, read by every head; None = 128 (paper)
 
     def validate(self) -> None:
-        from stg_core.models import MODEL_NAMES
+        from stg_core.models import MODEL_NAMES, check_feature_dim
 
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(MODEL_NAMES)}")
@@ -52,11 +52,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay={self.weight_decay} must not be negative")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
-        if self.feature_dim is not None:
-            if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, int) or self.feature_dim < 1:
-                raise ValueError(f"feature_dim={self.feature_dim!r} must be a positive int (units) or None (128)")
-            if self.model.startswith("resnet"):
-                raise ValueError(f"feature_dim applies to paper_cnn and small_cnn; {self.model} has 512 features")
+        check_feature_dim(self.model, self.feature_dim)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,19 @@ def resolve_model_name(name: str, image_size: int | tuple[int, int]) -> str:
     return name
 
 
+def check_feature_dim(name: str, feature_dim: int | None) -> None:
+    """``ValueError`` unless ``feature_dim`` is None or a positive int for a CNN model ``name``
+    (``"auto"`` resolves to one of the CNNs); ResNet-18's 512 features are fixed."""
+    if feature_dim is None:
+        return
+    if name.startswith("resnet"):
+        raise ValueError(f"feature_dim={feature_dim} applies to paper_cnn and small_cnn only (not {name}, which "
+                         "has 512 features)")
+    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+        raise ValueError(f"feature_dim={feature_dim!r} must be a positive integer number of units, or None (the "
+                         f"paper's {CNN_FEATURE_DIM})")
+
+
 def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], n_tasks: int, *,
                 feature_dim: int | None = None) -> MultiHeadNet:
     """Model ``name`` (one of :data:`MODEL_NAMES`) for images ``(in_channels, H, W)`` with
@@ -148,11 +161,7 @@ def build_model(name: str, in_channels: int, image_size: int | tuple[int, int], 
     if n_tasks < 1:
         raise ValueError(f"n_tasks={n_tasks} must be at least 1")
     name = resolve_model_name(name, image_size)
-    if feature_dim is not None:
-        if name not in ("paper_cnn", "small_cnn"):
-            raise ValueError(f"feature_dim={feature_dim} applies to paper_cnn and small_cnn only (not {name})")
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
-            raise ValueError(f"feature_dim={feature_dim!r} must be a positive integer number of units")
+    check_feature_dim(name, feature_dim)
     width = CNN_FEATURE_DIM if feature_dim is None else feature_dim
     if name == "paper_cnn":
         return paper_cnn(in_channels, image_size, n_tasks, feature_dim=width)

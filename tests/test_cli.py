@@ -79,7 +79,7 @@ def test_train_with_a_task_file_and_bad_inputs(tmp_path):
     bad = cli(*TRAIN, "--epochs", "0", store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "epochs=0" in bad.stderr
     bad = cli(*TRAIN, "--model", "resnet18", "--feature-dim", "8", store=tmp_path / "s", check=False)
-    assert bad.returncode == 2 and "resnet18 has 512 features" in bad.stderr
+    assert bad.returncode == 2 and "(not resnet18, which has 512 features)" in bad.stderr
     bad = cli("train", "--preset", "cifar10-g1", "--data-root", str(tmp_path), store=tmp_path / "s", check=False)
     assert bad.returncode == 2 and "not found" in bad.stderr and str(tmp_path) in bad.stderr
     assert sorted(ArtifactStore(tmp_path / "s").run_ids()) == sorted([run_id, narrow])  # failures stored nothing

@@ -47,7 +47,8 @@ def test_bad_model_arguments():
         build_model("paper_cnn", 1, 6, 2)
     with pytest.raises(ValueError, match="n_tasks=0"):
         build_model("small_cnn", 1, 8, 0)
-    with pytest.raises(ValueError, match=r"feature_dim=64 applies to paper_cnn and small_cnn only \(not resnet18\)"):
+    with pytest.raises(ValueError, match=r"feature_dim=64 applies to paper_cnn and small_cnn only "
+                                         r"\(not resnet18, which has 512 features\)"):
         build_model("resnet18", 3, 32, 2, feature_dim=64)
     for bad in (0, 2.5, True):
         with pytest.raises(ValueError, match=f"feature_dim={bad!r} must be a positive integer"):

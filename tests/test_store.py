@@ -54,7 +54,7 @@ def test_train_config_validation():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="feature_dim="):
             TrainConfig(feature_dim=bad).validate()
-    with pytest.raises(ValueError, match="resnet18_cifar has 512 features"):
+    with pytest.raises(ValueError, match=r"\(not resnet18_cifar, which has 512 features\)"):
         TrainConfig(model="resnet18_cifar", feature_dim=64).validate()
     TrainConfig(model="small_cnn", feature_dim=8).validate()
 
