@@ -39,6 +39,7 @@ from sklearn.cluster import KMeans
 from stg_core.datamaps import DataMap, data_maps_at
 from stg_core.store import ArtifactStore, read_json, write_json
 from stg_core.tasks import Task
+from stg_core.validation import is_integer
 
 REPRESENTATIONS = ("raw", "standardized", "pattern")
 SCALINGS = ("none", "standard")
@@ -118,7 +119,7 @@ def load_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] |
     else:
         wanted = []
         for e in epochs:
-            if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)):
+            if not is_integer(e):
                 raise ValueError(f"epoch {e!r} is not an integer")
             wanted.append(int(e))
         if not wanted:
@@ -317,7 +318,7 @@ def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, 
         raise ValueError("reduced contains NaN or infinite values")
     k = _check_n_clusters(n_clusters, y.shape[0])
     fuzziness = _check_fuzziness(fuzziness)
-    if isinstance(n_init, (bool, np.bool_)) or not isinstance(n_init, (int, np.integer)) or n_init < 1:
+    if not is_integer(n_init) or n_init < 1:
         raise ValueError(f"n_init={n_init!r} must be a positive integer")
     tol = _SKLEARN_TOL
     if n_features is not None:
@@ -456,7 +457,7 @@ def alignment_scores(labels: np.ndarray, groups: Sequence[str], *, n_permutation
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} must be 1D of the same length")
     if len(labels) < 2:
         raise ValueError(f"alignment needs at least 2 tasks with a known group, got {len(labels)}")
-    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+    if not is_integer(n_permutations) or n_permutations < 1:
         raise ValueError(f"n_permutations={n_permutations!r} must be a positive integer")
 
     ari = float(adjusted_rand_score(groups, labels))
@@ -550,7 +551,7 @@ def _check_vectors(x: Any) -> np.ndarray:
 
 
 def _check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
-    if isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, (int, np.integer)):
+    if not is_integer(n_clusters):
         raise ValueError(f"n_clusters={n_clusters!r} must be an integer")
     if n_clusters < 2:
         raise ValueError(f"n_clusters={n_clusters} must be at least 2: one cluster is no grouping")

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from stg_core.validation import is_integer
+
 MODEL_NAMES = ("auto", "paper_cnn", "small_cnn", "resnet18_cifar", "resnet18")
 
 
@@ -145,7 +147,7 @@ def check_feature_dim(name: str, feature_dim: int | None) -> None:
     if name.startswith("resnet"):
         raise ValueError(f"feature_dim={feature_dim} applies to paper_cnn and small_cnn only (not {name}, which "
                          "has 512 features)")
-    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+    if not is_integer(feature_dim) or feature_dim < 1:
         raise ValueError(f"feature_dim={feature_dim!r} must be a positive integer number of units, or None (the "
                          f"paper's {CNN_FEATURE_DIM})")
 

@@ -21,6 +21,7 @@ from stg_core.config import ExperimentSpec
 from stg_core.data import Dataset
 from stg_core.store import ArtifactStore
 from stg_core.training import TrainingData, resolve_device, spec_training_data
+from stg_core.validation import is_integer
 
 ProgressFn = Callable[[str, int, int], None]  # (message, step, n_steps)
 
@@ -177,7 +178,7 @@ class Timer:
 
 def check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
     """``k`` as an int in ``2..n_tasks``, else ``ValueError`` naming it."""
-    if isinstance(n_clusters, (bool, np.bool_)) or not isinstance(n_clusters, (int, np.integer)):
+    if not is_integer(n_clusters):
         raise ValueError(f"k={n_clusters!r} must be an integer")
     if not 2 <= n_clusters <= n_tasks:
         raise ValueError(f"k={n_clusters} must be between 2 and the number of tasks ({n_tasks})")

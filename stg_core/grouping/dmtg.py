@@ -131,7 +131,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,6 +143,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, precision_amp, seeded_model
+from stg_core.validation import is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "tau": 2.5,         # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
@@ -166,23 +166,22 @@ def default_alpha_lr(lr: float, n_steps: int) -> float:
 
 def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     tau = params["tau"]
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or not tau > 0:
+    if not is_number(tau) or not tau > 0:
         raise ValueError(f"tau={tau!r} must be a positive number")
     alpha_lr = params["alpha_lr"]
-    if alpha_lr is not None and (isinstance(alpha_lr, bool) or not isinstance(alpha_lr, (int, float))
-                                 or not math.isfinite(alpha_lr) or alpha_lr < 0):
+    if alpha_lr is not None and (not is_number(alpha_lr) or alpha_lr < 0):
         raise ValueError(f"alpha_lr={alpha_lr!r} must be a non-negative number or None (the run's lr, raised "
                          "for short runs)")
     epochs = params["epochs"]
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
+    if epochs is not None and (not is_integer(epochs) or epochs < 1):
         raise ValueError(f"epochs={epochs!r} must be a positive integer or None (the run's epochs)")
     groups = params["start_groups"]
     if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
-            isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 0 <= g < n_clusters for g in groups)):
+            not is_integer(g) or not 0 <= g < n_clusters for g in groups)):
         raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
                          f"order) between 0 and {n_clusters - 1}")
     lead = params["start_lead"]
-    if isinstance(lead, bool) or not isinstance(lead, (int, float)) or not math.isfinite(lead) or lead < 0:
+    if not is_number(lead) or lead < 0:
         raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
 
 

@@ -71,6 +71,7 @@ from stg_core.grouping.base import (GroupingCost, GroupingResult, ProgressFn, Ru
                                     one_hot)
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model
+from stg_core.validation import is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "max_samples": 1000,         # training images whose gradients are computed (a seeded subset)
@@ -102,7 +103,7 @@ _NEWTON_MAX_ITER = 100
 # ----------------------------------------------------------------------------- parameters
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_integer(value):
         raise ValueError(f"{name}={value!r} must be an integer")
     if value < low or (high is not None and value > high):
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
@@ -112,7 +113,7 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
 def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     _check_int("max_samples", params["max_samples"], 10)
     fraction = params["validation_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+    if not is_number(fraction) or not 0 < fraction < 1:
         raise ValueError(f"validation_fraction={fraction!r} must be a number strictly between 0 and 1")
     _check_int("projection_dim", params["projection_dim"], 1)
     if params["n_subsets"] is not None:
@@ -120,7 +121,7 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     if params["subset_size"] is not None:
         _check_int("subset_size", params["subset_size"], 2, n_tasks)
     c = params["C"]
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not (math.isfinite(c) and c > 0):
+    if not is_number(c) or not c > 0:
         raise ValueError(f"C={c!r} must be a positive finite number")
     if not isinstance(params["offset"], (bool, np.bool_)):
         raise ValueError(f"offset={params['offset']!r} must be true or false")

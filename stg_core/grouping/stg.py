@@ -7,12 +7,11 @@ pass through the network — only the clustering of ``n_tasks`` vectors.
 
 from __future__ import annotations
 
-import math
-
 from typing import Any
 
 from stg_core.clustering import REPRESENTATIONS, SCALINGS, TaskClusterer, load_task_vectors
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer
+from stg_core.validation import is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "fuzziness": 2.0,          # F of eq. 2 (paper: 2)
@@ -24,11 +23,11 @@ DEFAULTS: dict[str, Any] = {
 
 def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     fuzziness = params["fuzziness"]
-    if isinstance(fuzziness, bool) or not isinstance(fuzziness, (int, float)) or not 1 < fuzziness < math.inf:
+    if not is_number(fuzziness) or not fuzziness > 1:
         raise ValueError(f"fuzziness F={fuzziness!r} must be a number greater than 1")
     epochs = params["epochs"]
     if epochs is not None and (not isinstance(epochs, (list, tuple)) or not epochs or any(
-            isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs)):
+            not is_integer(e) or e < 1 for e in epochs)):
         raise ValueError(f"epochs={epochs!r} must be None (every recorded epoch) or a list of 1-based epochs")
     if params["representation"] not in REPRESENTATIONS:
         raise ValueError(f"unknown representation {params['representation']!r}; use {', '.join(REPRESENTATIONS)}")

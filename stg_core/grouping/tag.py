@@ -49,6 +49,7 @@ from torch.func import functional_call, vmap
 
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
 from stg_core.training import MultiTaskTrainer, precision_amp, seeded_model
+from stg_core.validation import is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "affinity_every": 10,        # r: optimiser steps between two affinity measurements (official: 10)
@@ -63,16 +64,15 @@ DEFAULTS: dict[str, Any] = {
 def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     for name in ("affinity_every", "exhaustive_max_tasks", "beam_width", "task_chunk"):
         value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive integer")
     if params["exhaustive_max_tasks"] > 14:
         raise ValueError(f"exhaustive_max_tasks={params['exhaustive_max_tasks']} is too large: partitions of more "
                          "than 14 tasks cannot be enumerated in reasonable time (use the beam search)")
     lr = params["lookahead_lr"]
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+    if lr is not None and (not is_number(lr) or not lr > 0):
         raise ValueError(f"lookahead_lr={lr!r} must be a positive number or None (the run's lr)")
-    if params["epochs"] is not None and (isinstance(params["epochs"], bool) or not isinstance(params["epochs"], int)
-                                         or params["epochs"] < 1):
+    if params["epochs"] is not None and (not is_integer(params["epochs"]) or params["epochs"] < 1):
         raise ValueError(f"epochs={params['epochs']!r} must be a positive integer")
 
 
