@@ -122,7 +122,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {_store(args).root}")
     for r in runs:
         label = r["preset"] or "custom"
-        print(f"{r['id']}  {r['dataset']:14s} {label:18s} {r['n_tasks']:4d} tasks  "
+        model = r["model"] if r["feature_dim"] is None else f"{r['model']}/{r['feature_dim']}"
+        print(f"{r['id']}  {r['dataset']:14s} {label:18s} {r['n_tasks']:4d} tasks  {model:14s} "
               f"{r['epochs_done']}/{r['epochs']} epochs  {r['state']}")
     return 0
 

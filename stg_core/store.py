@@ -292,7 +292,8 @@ class ArtifactStore:
             index.set(run_id, status)
 
     def list_runs(self) -> list[dict[str, Any]]:
-        """One summary per run: id, dataset, tasks, epochs done / planned, state."""
+        """One summary per run: id, dataset, tasks, model and its feature units (``feature_dim``,
+        None for the model's default), epochs done / planned, state."""
         out = []
         with self._index() as index:
             for run_id in self.run_ids():
@@ -300,6 +301,7 @@ class ArtifactStore:
                 spec = self.load_spec(run_id)
                 out.append({
                     "id": run_id, "dataset": spec.dataset, "preset": spec.preset, "n_tasks": len(spec.tasks),
+                    "model": spec.train.model, "feature_dim": spec.train.feature_dim,
                     "epochs_done": status.get("epochs_done", 0), "epochs": spec.train.epochs,
                     "state": status.get("state", "unknown"),
                 })

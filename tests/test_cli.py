@@ -72,6 +72,8 @@ def test_train_with_a_task_file_and_bad_inputs(tmp_path):
               "--feature-dim", "8", store=tmp_path / "s").stdout
     narrow = out.strip().splitlines()[-1].removeprefix("run: ")
     assert narrow != run_id and ArtifactStore(tmp_path / "s").load_spec(narrow).train.feature_dim == 8
+    listed = {line.split()[0]: line for line in cli("runs", store=tmp_path / "s").stdout.splitlines()}
+    assert " auto/8 " in listed[narrow] and " auto " in listed[run_id]
 
     tasks.write_text(json.dumps([{"name": "x", "classes": ["cat"]}]))
     bad = cli("train", "--dataset", "digits", "--tasks-file", str(tasks), store=tmp_path / "s", check=False)

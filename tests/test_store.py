@@ -77,6 +77,7 @@ def test_store_layout_and_permissions(tmp_path):
         store.resolve("ffff0000")
     runs = store.list_runs()
     assert runs[0]["id"] == run_id and runs[0]["n_tasks"] == 10 and runs[0]["state"] == "created"
+    assert runs[0]["model"] == "auto" and runs[0]["feature_dim"] is None
 
 
 @pytest.mark.parametrize("bad", ["../etc", "abc", "ABCDEF123456", "0123456789ab/..", ""])
