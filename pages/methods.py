@@ -125,9 +125,16 @@ if any(with_defaults.values()):
         for method, defaults in with_defaults.items():
             if defaults:
                 texts[method] = st.text_input(
-                    grouping_label(method), key=f"params_{method}", placeholder=json.dumps(defaults),
+                    grouping_label(method), url_default(f"params_{method}", "", str), key=f"params_{method}",
+                    placeholder=json.dumps(defaults),
                     help=f"Only the parameters of {grouping_label(method)} that differ from its defaults (shown "
                          "in grey), as a JSON object." + PARAM_HINTS.get(method, ""))
+
+for method in with_defaults:  # parameters that differ from the defaults go into the URL, as k and the seed do
+    if texts.get(method, "").strip():
+        to_url(**{f"params_{method}": texts[method].strip()})
+    else:
+        st.query_params.pop(f"params_{method}", None)
 
 specs: dict[str, GroupingSpec] = {}
 ids: dict[str, str] = {}

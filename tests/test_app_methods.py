@@ -178,6 +178,7 @@ def test_method_parameters_make_another_grouping_and_bad_ones_are_named(finished
         assert at.button(key="launch_groupings")  # the other methods can still be launched
     at.text_input(key="params_dmtg").set_value('{"alpha_lr": 0.001, "epochs": 3}').run()
     assert not at.error
+    assert at.query_params["params_dmtg"] == '{"alpha_lr": 0.001, "epochs": 3}' and "params_stg" not in at.query_params
     at.button(key="launch_groupings").click().run()
     params = {"alpha_lr": 0.001, "epochs": 3}
     gid = GroupingSpec(run_id, "dmtg", 2, 0, params).grouping_id()
@@ -190,11 +191,12 @@ def test_the_settings_come_from_the_url(finished_run, monkeypatch):
     store, _ = finished_run
     monkeypatch.setenv("STG_STORE", str(store.root))
     at = AppTest.from_file(MAIN, default_timeout=60)
-    at.query_params.update({"k": "5", "seed": "3", "methods": "tag,random"})
+    at.query_params.update({"k": "5", "seed": "3", "methods": "tag,random", "params_tag": '{"beam_width": 4}'})
     at.run().switch_page("../pages/methods.py").run()
     assert not at.exception
     assert at.slider(key="methods_k").value == 5 and at.number_input(key="methods_seed").value == 3
     assert at.multiselect(key="group_methods").value == ["tag", "random"]
+    assert at.text_input(key="params_tag").value == '{"beam_width": 4}'
 
 
 def test_k_comes_from_the_clustering_page(finished_run, monkeypatch):
