@@ -80,7 +80,13 @@ Measured there and on two control problems:
   in short runs, at the price of deciding before the branches differ; at the single lr on
   ``digits-planted``, even over 333 epochs (1,998 steps; ``--run-seeds 0 --group-seeds 0,1,2,3
   --methods dmtg --dmtg-params '{"epochs": 333, "alpha_lr": 0.001}'``), the logit gaps stay
-  within ±0.17 and 3 of the 4 groupings split a pair of duplicates (ARI ≤ 0.40);
+  within ±0.17 and 3 of the 4 groupings split a pair of duplicates (ARI ≤ 0.40). Nearby
+  settings on the 8-unit pairs do not make it reliable: τ = 4 recovers the sets in 1 of 4,
+  ``alpha_lr`` 5e-4 in 2 of 4; with 16 units the planted grouping held fixed is still clearly
+  the best (last-epoch training loss 0.21 against 0.33-0.35, test loss 0.17 against
+  0.40-0.47) and DMTG recovers it in 0 of 2: once one pair of tasks alone in a branch and the
+  other ten in the other, once all twelve in one (a collapse). Our reading: where a branch can hold
+  tasks of both sets, no single task gains by moving, and DMTG moves tasks one at a time;
 - the grouping settles early, while the network is still untrained (reported as
   ``details["settled_epoch"]``, with a warning when it is in the first fifth of training; on
   ``digits-planted`` epoch 1-3 of 15 in 14 of the 20 groupings, never later than 7; on the
