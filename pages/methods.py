@@ -130,9 +130,9 @@ if any(with_defaults.values()):
                     help=f"Only the parameters of {grouping_label(method)} that differ from its defaults (shown "
                          "in grey), as a JSON object." + PARAM_HINTS.get(method, ""))
 
-for method in with_defaults:  # parameters that differ from the defaults go into the URL, as k and the seed do
-    if texts.get(method, "").strip():
-        to_url(**{f"params_{method}": texts[method].strip()})
+for method, text in texts.items():  # parameters that differ from the defaults go into the URL, as k and the seed do
+    if text.strip():
+        to_url(**{f"params_{method}": text.strip()})
     else:
         st.query_params.pop(f"params_{method}", None)
 
