@@ -153,31 +153,33 @@ def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -
     return out
 
 
-def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int]) -> None:
-    """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed."""
+def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int],
+               epochs: int | None = None) -> None:
+    """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed,
+    trained for ``epochs`` (None: the run's)."""
     ctx = RunContext(store, run_id, "cpu")
     names = list(ctx.task_names)
     planted = np.array([planted_groups[n] for n in names])
     rows = [("planted", planted)] + [(f"random {r}", labels)
                                      for r, labels in enumerate(random_groupings(names, planted, n_random, 0))]
     for label, labels in rows:
-        out = fixed_assignment_losses(ctx, labels)
+        out = fixed_assignment_losses(ctx, labels, epochs=epochs)
         ari = adjusted_rand_score(planted, labels)
         print(f"    DMTG objective, {label:9s} (ARI {ari:5.2f}): train loss mean {np.mean(out['train_loss']):.3f}, "
               f"last epoch {out['train_loss'][-1]:.3f}; test loss {out['test_loss']:.3f}", flush=True)
 
 
 def dmtg_head_start(store: ArtifactStore, run_id: str, lead: float, planted_groups: dict[str, int], run_seed: int,
-                    group_seeds: list[int]) -> list[tuple[str, bool]]:
-    """DMTG (k = 2) started ``lead`` logits towards the planted grouping and towards a random
-    one, per grouping seed; returns ``(start, kept)`` for each."""
+                    group_seeds: list[int], dmtg_params: dict | None = None) -> list[tuple[str, bool]]:
+    """DMTG (k = 2, ``dmtg_params`` besides the start) started ``lead`` logits towards the
+    planted grouping and towards a random one, per grouping seed; returns ``(start, kept)`` for each."""
     names = list(store.load_spec(run_id).task_names)
     planted = np.array([planted_groups[n] for n in names])
     out = []
     for group_seed in group_seeds:
         start_random = random_groupings(names, planted, 1, 1_000 * run_seed + group_seed)[0]
         for label, start in (("planted", planted), ("random", start_random)):
-            params = {"start_groups": start.tolist(), "start_lead": lead}
+            params = {**(dmtg_params or {}), "start_groups": start.tolist(), "start_lead": lead}
             r = run_grouping(GroupingSpec(run_id, "dmtg", 2, seed=group_seed, params=params), store, device="cpu")
             kept = bool(r.details["start_kept"])
             print(f"run seed {run_seed}  DMTG seed {group_seed} started {lead:g} logits towards the {label:7s} "
@@ -202,8 +204,8 @@ def main() -> None:
     parser.add_argument("--pairs-train", type=int, default=3_000, metavar="N",
                         help="training images of --problem pairs (default 3,000)")
     parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
-                        help="DMTG's parameters for the groupings of --methods dmtg (not --dmtg-fixed or "
-                             "--dmtg-head-start), e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}'")
+                        help="DMTG's parameters, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}': for the groupings of "
+                             "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes only its epochs")
     parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
                         help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
@@ -232,10 +234,10 @@ def main() -> None:
                                                    feature_dim=args.feature_dim, pairs_train=args.pairs_train)
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
-                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups)
+                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, args.dmtg_params.get("epochs"))
             if args.dmtg_head_start is not None:
                 head_starts += dmtg_head_start(store, run_id, args.dmtg_head_start, planted_groups, run_seed,
-                                               group_seeds)
+                                               group_seeds, args.dmtg_params)
             for method in methods:
                 for group_seed in group_seeds:
                     params = args.dmtg_params if method == "dmtg" else {}

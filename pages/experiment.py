@@ -198,6 +198,7 @@ epochs = c2.number_input("Epochs", 1, 500, 15, key="epochs",
 subset = c3.number_input("Training subset", 2, n_train, min(n_train, 10_000), key="subset",
                          help="Training images used (a seeded choice). Data maps cover every one of them.")
 seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="seed", help="Initial weights, batch order, subset choice.")
+is_resnet = model.startswith("resnet")  # ResNet-18 keeps its 512 feature units
 with st.expander("More settings"):
     a1, a2, a3, a4 = st.columns(4)
     batch_size = a1.number_input("Batch size", 1, 4096, 256, key="batch_size", help="Images per optimiser step.")
@@ -209,7 +210,7 @@ with st.expander("More settings"):
                                   "32 px and more (about 2x faster there); fp32 everywhere else.")
     feature_dim = a1.number_input(
         "Feature units", 1, 4096, value=None, step=1, key="feature_dim", placeholder="128 (the paper's)",
-        disabled=model.startswith("resnet"),
+        disabled=is_resnet,
         help="Units of the CNN's last fully connected layer: the features every task head reads. Fewer make the "
              "tasks compete for them, so unrelated tasks hurt each other more (ResNet-18 keeps its 512).")
 
@@ -217,7 +218,7 @@ spec = ExperimentSpec(
     dataset=dataset_name, tasks=tuple(tasks),
     train=TrainConfig(model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
                       precision=precision,
-                      feature_dim=None if feature_dim is None or model.startswith("resnet") else int(feature_dim)),
+                      feature_dim=None if feature_dim is None or is_resnet else int(feature_dim)),
     subset=None if subset == n_train else int(subset),
     test_subset=None if test_subset == len(dataset.x_test) else int(test_subset),
     data_seed=int(seed), preset=preset_name, data_fingerprint=fingerprint, data_root=data_root)

@@ -39,7 +39,7 @@ from sklearn.cluster import KMeans
 from stg_core.datamaps import DataMap, data_maps_at
 from stg_core.store import ArtifactStore, read_json, write_json
 from stg_core.tasks import Task
-from stg_core.validation import is_integer
+from stg_core.validation import is_integer, is_number
 
 REPRESENTATIONS = ("raw", "standardized", "pattern")
 SCALINGS = ("none", "standard")
@@ -561,13 +561,11 @@ def _check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
 
 
 def _check_fuzziness(fuzziness: Any) -> float:
-    try:
-        f = float(fuzziness)
-    except (TypeError, ValueError):
-        raise ValueError(f"fuzziness={fuzziness!r} must be a number greater than 1") from None
-    if not f > 1.0:  # also rejects NaN
-        raise ValueError(f"fuzziness={fuzziness!r} must be greater than 1")
-    return f
+    # A real number, as STG's check_params asks: no strings ("3"), bools or infinity (whose
+    # memberships are uniform, the limit that a large finite F already shows).
+    if not is_number(fuzziness) or not fuzziness > 1.0:
+        raise ValueError(f"fuzziness={fuzziness!r} must be a finite number greater than 1")
+    return float(fuzziness)
 
 
 def _column_chunks(shape: tuple[int, int]) -> list[slice]:

@@ -191,9 +191,10 @@ def test_fuzzy_memberships_extremes():
 
 def test_fuzzy_memberships_errors():
     d = np.array([[1.0, 2.0]])
-    for f in (1.0, 0.5, -2.0, float("nan")):
-        with pytest.raises(ValueError, match="fuzziness"):
+    for f in (1.0, 0.5, -2.0, float("nan"), float("inf"), "3", True, None):
+        with pytest.raises(ValueError, match="fuzziness=.* must be a finite number greater than 1"):
             fuzzy_memberships(d, f)
+    np.testing.assert_allclose(fuzzy_memberships(d, np.float32(3.0)), fuzzy_memberships(d, 3))  # NumPy, int
     with pytest.raises(ValueError, match="NaN"):
         fuzzy_memberships(np.array([[1.0, np.nan]]), 2.0)
     with pytest.raises(ValueError, match="negative"):
