@@ -27,13 +27,14 @@ from stg_core.clustering import cluster_tasks, load_reduced_task_vectors  # noqa
 from stg_core.demo import available_demos  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
+from host import load_average  # noqa: E402
 
 imports = time.perf_counter() - t_start
 
 
 def main() -> None:
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"threads), load average {load_average()}")
     print(f"# imports: {imports:.1f} s")
     for demo in available_demos():
         with tempfile.TemporaryDirectory() as tmp:
@@ -52,7 +53,7 @@ def main() -> None:
                   f"to the grouping and claims {total:5.1f} s (+ {imports:.1f} s of imports)  "
                   f"{'PASS' if total + imports <= 90 else 'SLOW'} (about a minute)")
             print(f"    claims: {verdicts}")
-    print(f"# load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"# load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.data import dataset_status, load_dataset  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import estimate_run_seconds, train_run  # noqa: E402
+from host import load_average  # noqa: E402
 
 #: (preset, epochs, training subset or None = all)
 CONFIGS = [("digits-g1", 10, None), ("digits-g2", 30, None), ("fashion_mnist-g1", 2, 3000)]
@@ -34,7 +35,7 @@ CONFIGS = [("digits-g1", 10, None), ("digits-g2", 30, None), ("fashion_mnist-g1"
 
 def main() -> None:
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"threads), load average {load_average()}")
     print(f"{'preset':18s} {'epochs':>6s} {'train N':>8s} {'estimate s':>10s} {'training s':>10s} {'wall s':>8s} "
           f"{'training / estimate':>20s} {'wall / estimate':>16s}")
     for preset, epochs, subset in CONFIGS:

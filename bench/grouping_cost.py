@@ -32,6 +32,7 @@ from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # no
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import Task  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
+from host import load_average  # noqa: E402
 
 
 def class_set_tasks(n: int, seed: int = 0) -> tuple[Task, ...]:
@@ -64,7 +65,7 @@ def main() -> None:
           f"{epochs} epochs, k = {args.k}")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), numpy {np.__version__}, load average "
-          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"{load_average()}")
     print("# extra passes: minibatch forward / backward passes beyond one plain MTL training of the same length")
     header = (f"{'tasks':>5s}  {'method':8s} {'wall s':>8s} {'models':>6s} {'extra fwd':>9s} {'extra bwd':>9s} "
               f"{'step x':>6s} {'reused s':>8s}  notes")
@@ -84,7 +85,7 @@ def main() -> None:
                 print(f"{n:5d}  {method:8s} {c.wall_seconds:8.1f} {c.models_trained:6d} {c.extra_forward_passes:9d} "
                       f"{c.extra_backward_passes:9d} {c.compute_factor:6.2f} {c.reused_training_seconds:8.1f}  "
                       f"{flags[:100]}", flush=True)
-    print(f"# load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"# load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

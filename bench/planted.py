@@ -75,6 +75,7 @@ from stg_core.models import CNN_FEATURE_DIM  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS, Task  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
+from host import load_average  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))
@@ -224,7 +225,7 @@ def main() -> None:
     print(f"# {args.problem}, {epochs} epochs, k = 2; run seeds {run_seeds}, grouping seeds {group_seeds}; "
           f"feature units {args.feature_dim or CNN_FEATURE_DIM}; DMTG parameters {json.dumps(args.dmtg_params)}")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, load average "
-          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"{load_average()}")
     results: dict[str, list[tuple[float, bool]]] = {m: [] for m in methods}
     head_starts: list[tuple[str, bool]] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,25 +44,16 @@ from threadpoolctl import threadpool_info  # noqa: E402
 
 from stg_core.clustering import TaskClusterer, canonical_order, cluster_tasks, fuzzy_memberships, reduce_task_vectors  # noqa: E402
 from stg_core.clustering import _distances, _fingerprint, _threadpool_controller  # noqa: E402
+from host import cpu_model, load_average, usable_cores  # noqa: E402
 
 K = 20
 N_INIT_DEFAULT = 3  # cluster_tasks / TaskClusterer default (the paper's code uses KMeans' n_init=10 of its time)
 
 
 def conditions() -> None:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print("== conditions")
-    print(f"cpu: {cpu}; os.cpu_count={os.cpu_count()}, usable cores={affinity}, "
-          f"load average={tuple(round(v, 2) for v in load) if load else 'n/a'}")
+    print(f"cpu: {cpu_model()}; os.cpu_count={os.cpu_count()}, usable cores={usable_cores()}, "
+          f"load average {load_average()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
           f"scipy {scipy.__version__}")
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}

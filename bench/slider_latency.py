@@ -48,6 +48,7 @@ import streamlit  # noqa: E402
 
 from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
+from host import cpu_model, load_average, usable_cores  # noqa: E402
 
 MAIN = str(ROOT / "app" / "main.py")
 TARGET_S = 0.300
@@ -81,18 +82,8 @@ CIFAR100_SUPER = {
 def conditions(n_tasks: int, n_samples: int, n_epochs: int) -> None:
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = tuple(round(v, 2) for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print("== conditions")
-    print(f"cpu: {cpu}; usable cores={cores}; load average={load}")
+    print(f"cpu: {cpu_model()}; usable cores={usable_cores()}; load average {load_average()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
           f"scikit-learn {sklearn.__version__}, streamlit {streamlit.__version__}, plotly {plotly.__version__}")
     print(f"run: {n_tasks} tasks x {n_samples:,} samples x {n_epochs} epochs of p_true (float16); task vectors "

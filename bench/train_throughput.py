@@ -49,6 +49,7 @@ from torchvision import transforms  # noqa: E402
 
 from stg_core.models import build_model, paper_cnn  # noqa: E402
 from stg_core.training import MultiTaskTrainer, TrainingData, pos_weights, use_mixed_precision  # noqa: E402
+from host import cpu_model, load_average, usable_cores  # noqa: E402
 
 CPU = torch.device("cpu")
 IMAGE_SHAPE = (32, 32, 3)
@@ -60,22 +61,6 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 # ----------------------------------------------------------------------------- helpers
-def cpu_model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_avg() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
 
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
@@ -645,9 +630,8 @@ def main() -> None:
 
     t_start = time.perf_counter()
     print("== stg_core training throughput (bench/train_throughput.py) ==")
-    print(f"cpu: {cpu_model_name()}; {os.cpu_count()} logical CPUs, "
-          f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable; "
-          f"load average at start {load_avg()}")
+    print(f"cpu: {cpu_model()}; {os.cpu_count()} logical CPUs, {usable_cores()} usable; "
+          f"load average at start {load_average()}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"numpy {np.__version__}; torch.get_num_threads() = {torch.get_num_threads()}; device cpu")
     print(f"data: synthetic uint8 images N={args.n:,} x {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]} (HWC); "
@@ -670,7 +654,7 @@ def main() -> None:
     section_tasks(cfg)
     section_channels_last(cfg, x_full, y_full)
     section_compile(args, cfg)
-    print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s; load average at end {load_avg()}")
+    print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s; load average at end {load_average()}")
 
 
 if __name__ == "__main__":
