@@ -86,7 +86,13 @@ Measured there and on two control problems:
   the best (last-epoch training loss 0.21 against 0.33-0.35, test loss 0.17 against
   0.40-0.47) and DMTG recovers it in 0 of 2: once one pair of tasks alone in a branch and the
   other ten in the other, once all twelve in one (a collapse). Our reading: where a branch can hold
-  tasks of both sets, no single task gains by moving, and DMTG moves tasks one at a time;
+  tasks of both sets, no single task gains by moving, and DMTG moves tasks one at a time.
+  Two prototypes on the 8-unit pairs (30 epochs, not options here) did no better: α trained by
+  plain SGD, whose steps follow the size of the loss gaps where Adam's do not, recovered the
+  sets in 1 of 3 groupings (lr 1, grouping seeds 0 and 1; lr 0.1, seed 0), and grouping seed 0
+  ended on the same wrong grouping at both learning rates, so the early Gumbel draws pick the
+  outcome, not α's optimiser; one Gumbel draw per image (Adam, α at 1e-3) left α undecided
+  (logit gaps within ±2.4) and recovered them in 0 of 2 (ARI -0.09 and 0.40);
 - the grouping settles early, while the network is still untrained (reported as
   ``details["settled_epoch"]``, with a warning when it is in the first fifth of training; on
   ``digits-planted`` epoch 1-3 of 15 in 14 of the 20 groupings, never later than 7; on the
