@@ -155,16 +155,16 @@ def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -
 
 
 def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int],
-               epochs: int | None = None) -> None:
+               epochs: int | None = None, weights_from: str = "initial") -> None:
     """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed,
-    trained for ``epochs`` (None: the run's)."""
+    trained for ``epochs`` (None: the run's) from the weights that ``weights_from`` names."""
     ctx = RunContext(store, run_id, "cpu")
     names = list(ctx.task_names)
     planted = np.array([planted_groups[n] for n in names])
     rows = [("planted", planted)] + [(f"random {r}", labels)
                                      for r, labels in enumerate(random_groupings(names, planted, n_random, 0))]
     for label, labels in rows:
-        out = fixed_assignment_losses(ctx, labels, epochs=epochs)
+        out = fixed_assignment_losses(ctx, labels, epochs=epochs, weights_from=weights_from)
         ari = adjusted_rand_score(planted, labels)
         print(f"    DMTG objective, {label:9s} (ARI {ari:5.2f}): train loss mean {np.mean(out['train_loss']):.3f}, "
               f"last epoch {out['train_loss'][-1]:.3f}; test loss {out['test_loss']:.3f}", flush=True)
@@ -206,7 +206,7 @@ def main() -> None:
                         help="training images of --problem pairs (default 3,000)")
     parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
                         help="DMTG's parameters, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}': for the groupings of "
-                             "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes only its epochs")
+                             "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes its epochs and weights_from")
     parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
                         help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
@@ -235,7 +235,8 @@ def main() -> None:
                                                    feature_dim=args.feature_dim, pairs_train=args.pairs_train)
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
-                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, args.dmtg_params.get("epochs"))
+                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, args.dmtg_params.get("epochs"),
+                           args.dmtg_params.get("weights_from", "initial"))
             if args.dmtg_head_start is not None:
                 head_starts += dmtg_head_start(store, run_id, args.dmtg_head_start, planted_groups, run_seed,
                                                group_seeds, args.dmtg_params)

@@ -9,6 +9,7 @@ from stg_core.grouping.dmtg import (
     ALPHA_TRAVEL,
     DEFAULTS,
     GroupBranchNet,
+    _branch_trainer,
     check_params,
     default_alpha_lr,
     fixed_assignment_losses,
@@ -20,6 +21,7 @@ from stg_core.grouping.dmtg import (
     start_logits,
 )
 from stg_core.models import MODEL_NAMES, build_model
+from stg_core.training import load_trained_model, seeded_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -96,10 +98,11 @@ def test_split_trunk_rejects_unknown_trunks():
 
 def test_defaults_are_registered_and_valid():
     assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None,
-                                                  "start_groups": None, "start_lead": 1.0}
+                                                  "start_groups": None, "start_lead": 1.0,
+                                                  "weights_from": "initial"}
     check_params(DEFAULTS, 10, 2)
-    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0},
-                 10, 3)
+    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0,
+                  "weights_from": "trained"}, 10, 3)
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -110,7 +113,8 @@ def test_defaults_are_registered_and_valid():
     ({"start_groups": [0, 1] * 4 + [0, 2]}, "between 0 and 1"), ({"start_groups": [0] * 9 + [-1]}, "start_groups"),
     ({"start_groups": [0] * 9 + [True]}, "start_groups"), ({"start_groups": "0101010101"}, "start_groups"),
     ({"start_lead": -1}, "start_lead"), ({"start_lead": float("nan")}, "start_lead"),
-    ({"start_lead": True}, "start_lead"),
+    ({"start_lead": True}, "start_lead"), ({"weights_from": "scratch"}, "weights_from"),
+    ({"weights_from": None}, "weights_from"),
 ])
 def test_check_params_names_the_bad_value(bad, name):
     with pytest.raises(ValueError, match=name):
@@ -231,6 +235,47 @@ def test_a_start_grouping_sets_the_initial_logits(planted):
     assert moved.details["start_kept"] == same_partition(moved.labels, np.array(start))  # reported, either way
 
 
+def test_branches_start_from_the_initial_or_the_trained_model(planted):
+    """``weights_from`` picks the K-branch network's start: every branch and head set a copy of
+    the run's initial model (the original's default), or of its trained MTL model (the authors'
+    ``resume_from_mtl``)."""
+    store, run_id = planted
+    ctx = RunContext(store, run_id, "cpu")
+    image_shape = tuple(int(s) for s in ctx.data.x_train.shape[1:])
+    x = torch.as_tensor(ctx.data.x_test[:16]).permute(0, 3, 1, 2).float() / 255
+    starts = {"initial": seeded_model(ctx.spec, image_shape, ctx.dataset.class_names).eval(),
+              "trained": load_trained_model(store, run_id, image_shape, ctx.dataset.class_names)}
+    with torch.no_grad():
+        assert not torch.allclose(starts["initial"](x), starts["trained"](x))
+        for weights_from, model in starts.items():
+            trainer, _ = _branch_trainer(ctx, 2, 0, weights_from)
+            logits = trainer.model.eval()(x)  # (B, K, n_tasks)
+            for k in range(2):
+                torch.testing.assert_close(logits[:, k], model(x))
+
+
+def test_a_grouping_from_the_trained_model_counts_the_run_and_is_never_early(planted):
+    """Held 50 logits from where it starts, the grouping never changes: settled after epoch 1 of
+    5, a warning from the initial weights (decided before the branches learned the tasks) but not
+    from the trained model, whose branches have learned them. The reused run is in the cost."""
+    store, run_id = planted
+    params = {"alpha_lr": 1e-3, "epochs": 5, "start_groups": [0, 1] * 6, "start_lead": 50.0}
+    initial = run_grouping(GroupingSpec(run_id, "dmtg", 2, params=params), store, device="cpu")
+    trained = run_grouping(GroupingSpec(run_id, "dmtg", 2, params={**params, "weights_from": "trained"}), store,
+                           device="cpu")
+    for result in (initial, trained):
+        assert result.details["settled_epoch"] == 1 and result.details["start_kept"] is True
+    assert any(w.startswith("settled early") for w in initial.warnings)
+    assert trained.warnings == ()
+    assert initial.details["weights_from"] == "initial" and trained.details["weights_from"] == "trained"
+    assert initial.details["train_loss"][0] > trained.details["train_loss"][0]  # trained weights start ahead
+    assert initial.cost.models_trained == 1 and initial.cost.reused_training_seconds == 0
+    assert trained.cost.models_trained == 2  # the run's MTL training, reused, and the K-branch network
+    assert trained.cost.reused_training_seconds == pytest.approx(RunContext(store, run_id).training_seconds())
+    assert trained.cost.reused_training_seconds > 0
+    assert any("resume_from_mtl" in n for n in trained.notes) and not any("resume_from_mtl" in n for n in initial.notes)
+
+
 def test_same_seed_same_result_and_progress(planted):
     store, run_id = planted
     calls = []
@@ -257,6 +302,10 @@ def test_fixed_assignment_losses_train_the_given_grouping(planted):
     assert fixed_assignment_losses(ctx, labels, epochs=3) == a                    # seeded: reproducible
     halves = (np.arange(ctx.n_tasks) >= ctx.n_tasks // 2).astype(int)
     assert fixed_assignment_losses(ctx, halves, epochs=3) != a                   # another grouping, other losses
+    trained = fixed_assignment_losses(ctx, labels, epochs=3, weights_from="trained")
+    assert trained["train_loss"][0] < a["train_loss"][0]                         # from the run's trained model
+    with pytest.raises(ValueError, match="weights_from"):
+        fixed_assignment_losses(ctx, labels, epochs=1, weights_from="scratch")
     one_group = fixed_assignment_losses(ctx, np.zeros(ctx.n_tasks, dtype=int), epochs=1)
     assert len(one_group["train_loss"]) == 1
     with pytest.raises(ValueError, match="12 non-negative group ids"):
