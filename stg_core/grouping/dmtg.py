@@ -126,9 +126,9 @@ together in all. On the third run all four grouping seeds ended on the same grou
 Held fixed from the trained model (``--dmtg-fixed 2``, run seed 0) the planted grouping has the
 lowest training loss (last epoch 0.40 against 0.83) but the highest test loss (0.83 against
 0.59-0.73). On the 3,000-image pairs (15 epochs) it recovered them in 0 of 6, on the
-Fashion-MNIST control in 0 of 3. A prototype that trained every head at full weight on its branch's features
-(detached), so that a task's loss in a branch it has left stays a fair estimate, did no
-better: 1 of 2 there (30 epochs, α at 1e-3), 0 of 4 on ``digits-planted``.
+Fashion-MNIST control in 0 of 3. A prototype that trained every head at full weight on its
+branch's features (detached), so that a task's loss in a branch it has left stays a fair
+estimate, did no better: 1 of 2 there (30 epochs, α at 1e-3), 0 of 4 on ``digits-planted``.
 
 Prototypes on ``digits-planted`` and a close variant ({0,6} for {4,6} and {3,8} for {8,9}; 4-8
 groupings per setting) did not make the recovery reliable: a slower α (``alpha_lr`` 1e-3 to
@@ -219,8 +219,13 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     lead = params["start_lead"]
     if not is_number(lead) or lead < 0:
         raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
-    if params["weights_from"] not in WEIGHTS_FROM:
-        raise ValueError(f"weights_from={params['weights_from']!r} must be 'initial' (the run's initial weights) or "
+    check_weights_from(params["weights_from"])
+
+
+def check_weights_from(weights_from: Any) -> None:
+    """``weights_from`` must name a start of the K-branch network (:data:`WEIGHTS_FROM`)."""
+    if weights_from not in WEIGHTS_FROM:
+        raise ValueError(f"weights_from={weights_from!r} must be 'initial' (the run's initial weights) or "
                          "'trained' (the run's trained MTL model)")
 
 
@@ -457,8 +462,7 @@ def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (ctx.n_tasks,) or labels.min() < 0:
         raise ValueError(f"labels must be {ctx.n_tasks} non-negative group ids")
-    if weights_from not in WEIGHTS_FROM:
-        raise ValueError(f"weights_from={weights_from!r} must be one of {', '.join(WEIGHTS_FROM)}")
+    check_weights_from(weights_from)
     n_epochs = ctx.spec.train.epochs if epochs is None else int(epochs)
     trainer, _ = _branch_trainer(ctx, int(labels.max()) + 1, seed, weights_from)
     z = torch.as_tensor(one_hot(labels, int(labels.max()) + 1), dtype=torch.float32, device=ctx.device)
