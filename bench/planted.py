@@ -155,7 +155,7 @@ def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -
 
 
 def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int],
-               epochs: int | None = None, weights_from: str = "initial") -> None:
+               epochs: int | None, weights_from: str) -> None:
     """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed,
     trained for ``epochs`` (None: the run's) from the weights that ``weights_from`` names."""
     ctx = RunContext(store, run_id, "cpu")
@@ -216,7 +216,7 @@ def main() -> None:
     if not isinstance(args.dmtg_params, dict):
         parser.error('--dmtg-params must be a JSON object, e.g. {"epochs": 30}')
     try:  # the names checked before any training (the values are checked per run, against its tasks)
-        GroupingSpec("-", "dmtg", 2, params=args.dmtg_params).resolved_params()
+        dmtg_params = GroupingSpec("-", "dmtg", 2, params=args.dmtg_params).resolved_params()  # with the defaults
     except ValueError as exc:
         parser.error(f"--dmtg-params: {exc}")
     epochs = DEFAULT_EPOCHS[args.problem] if args.epochs is None else args.epochs
@@ -235,8 +235,8 @@ def main() -> None:
                                                    feature_dim=args.feature_dim, pairs_train=args.pairs_train)
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
-                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, args.dmtg_params.get("epochs"),
-                           args.dmtg_params.get("weights_from", "initial"))
+                dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, dmtg_params["epochs"],
+                           dmtg_params["weights_from"])
             if args.dmtg_head_start is not None:
                 head_starts += dmtg_head_start(store, run_id, args.dmtg_head_start, planted_groups, run_seed,
                                                group_seeds, args.dmtg_params)

@@ -35,7 +35,8 @@ COST_HINTS = {
 
 #: An example for the Method parameters inputs, where one helps.
 PARAM_HINTS = {"dmtg": ' E.g. {"alpha_lr": 0.001, "epochs": 30}: the original\'s single learning rate over more '
-                       "epochs (README: it decides later, and found planted sets that the default did not)."}
+                       "epochs (docs/dmtg-planted.md: it decides later, and found planted sets that the default "
+                       "did not)."}
 
 ABOUT = """
 - **STG-MTL**: k-means with fuzzy memberships on the tasks' data maps (soft memberships; the Clustering page).
@@ -47,12 +48,12 @@ ABOUT = """
   each task joins its most likely branch. Groups left empty are reported as a *collapse*, and a grouping that
   stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a
   warning.
-  Measured (README, `bench/planted.py`): on the `digits-planted` preset and on a digit-pairs problem it keeps
-  duplicated tasks together but does not recover the two planted sets, which STG-MTL, TAG and Grad-TAE recover
-  every time. With the tasks competing for few feature units (the run's *Feature units*) and its assignment
-  logits at the weights' learning rate over more epochs (*Method parameters*: `{"alpha_lr": 0.001, "epochs":
-  30}`), it recovered the digit pairs' sets in 2 of 4 groupings; on that problem STG-MTL did in 4 of 4,
-  Grad-TAE in 2 of 4 and TAG in 0 of 2.
+  Measured (`docs/dmtg-planted.md`, `bench/planted.py`): on the `digits-planted` preset and on a digit-pairs
+  problem it keeps duplicated tasks together but does not recover the two planted sets, which STG-MTL, TAG and
+  Grad-TAE recover every time. With the tasks competing for few feature units (the run's *Feature units*) and
+  its assignment logits at the weights' learning rate over more epochs (*Method parameters*: `{"alpha_lr":
+  0.001, "epochs": 30}`), it recovered the digit pairs' sets in 2 of 4 groupings; on that problem STG-MTL did
+  in 4 of 4, Grad-TAE in 2 of 4 and TAG in 0 of 2.
 - **random**: k random groups of near-equal size.
 - **ARI** (adjusted Rand index): 1 for identical groupings, about 0 for unrelated ones.
 - **Affinity**: entry [i, j] says how much task i helps task j, in each method's own units.
@@ -394,8 +395,8 @@ if launched:
     for method, eid in launched.items():
         scores = read_results(store, run_id, eid)
         evaluated = evaluations[method].methods[0]
-        row: dict[str, Any] = {"method": grouping_label(method), "evaluated as": "soft" if evaluated == "stg" else "hard",
-                               "evaluation": eid}
+        row: dict[str, Any] = {"method": grouping_label(method),
+                               "evaluated as": "soft" if evaluated == "stg" else "hard", "evaluation": eid}
         if scores is not None:
             s = scores["methods"][evaluated]
             row.update({"mean test F1": s["mean_f1"]["test"][-1], "mean train F1": s["mean_f1"]["train"][-1],

@@ -35,123 +35,29 @@ Deviations from the original:
   steps and more keep the run's lr;
 - the Gumbel noise comes from a generator seeded by the grouping's seed, which also orders
   the batches and seeds the dropout masks; the weights start from the run's seed.
-- ``weights_from="trained"`` starts the branches and heads from the run's trained MTL model
-  instead: the authors' ``resume_from_mtl`` option (off by default there and here), with a
-  fresh optimiser. The run's training then counts in the cost (``reused_training_seconds``,
-  two models trained), and a grouping that settles early gets no warning: its branches have
-  learned the tasks already.
-- opt-in, not in the original: ``start_groups`` starts α from a grouping, ``start_lead``
-  logits in favour of each task's start group (:func:`start_logits`; the original starts
-  uniform, which stays the default). The planted bench uses it to ask whether DMTG's training
-  prefers a grouping; ``details["start_kept"]`` says whether the start grouping survived.
 
-Known limitation, measured: on ``digits-planted`` (two planted sets of tasks, each task with
-an exact duplicate), where STG-MTL, TAG and Grad-TAE recover the sets in 20 of 20 groupings,
-DMTG keeps duplicates with their originals (18 of 20) but does not recover the sets (ARI
-≤ 0.4 in all 20; ``python bench/planted.py --run-seeds 0,1,2,3,4,5,6,7,8,9 --dmtg-fixed 2``).
-Measured there and on two control problems:
+Options, off by default:
 
-- on ``digits-planted`` its objective hardly depends on the grouping: trained with the
-  planted grouping held fixed (:func:`fixed_assignment_losses`), the 2-branch network's mean
-  training loss (1.72 over ten runs) is that of random groupings that keep duplicates
-  together (1.74), and its test loss is no lower. The branches are as wide as the trunk's last
-  block, so the tasks have nothing to compete for, and a step shared by two binary tasks
-  helps both whatever the sign of their label correlation: no grouping hurts much;
-- that is not the whole story: on a control where the grouping does matter to the objective
-  (Fashion-MNIST, one-vs-rest tasks of the tops {T-shirt/top, Pullover, Coat, Shirt} and of
-  {Sandal, Sneaker, Bag, Ankle boot}, each duplicated, 20,000 training images, 3 epochs;
-  ``python bench/planted.py --problem fashion --methods dmtg --dmtg-fixed 2``), the planted
-  grouping held fixed has the lowest training loss on each of 3 runs (last epoch 3.14-3.23
-  against 3.21-3.36 for random groupings), and DMTG still recovers it in 0 of 6 groupings
-  (0 of 2 with 10 epochs, where the gap is 1.70 against 1.84), duplicates kept together in
-  all;
-- nor is it the label correlation between the sets: with the sets made independent (two
-  digits side by side, one set's tasks read on the left digit, the other's on the right;
-  ``python bench/planted.py --problem pairs --dmtg-fixed 2``) DMTG recovers them in 0 of 6
-  groupings, where STG-MTL, TAG and Grad-TAE do in 6 of 6, and the planted grouping held fixed
-  has no lower loss than random ones (mean training loss 0.97-1.04 against 0.95-1.04): a branch
-  as wide as the trunk's last block holds both sets at no cost;
-- what it lacks there is competition, and a slow α: with the tasks made to compete for the
-  branch (the digit pairs on 20,000 training images, the run's CNN given 8 feature units
-  instead of 128, ``TrainConfig.feature_dim``; ``python bench/planted.py --problem pairs
-  --pairs-train 20000 --epochs 5 --feature-dim 8 --dmtg-fixed 2``) the planted grouping held
-  fixed ends the run's 5 epochs at a training loss of 0.83, against 1.52-1.57 for random
-  groupings, and DMTG with the original's single lr (``alpha_lr`` = the weights' 1e-3, 30
-  epochs, 2,370 steps; ``--dmtg-params '{"epochs": 30, "alpha_lr": 0.001}'``) recovers the
-  sets in 2 of 4 groupings (ARI 0.40 in the other two: one pair of tasks on the wrong side,
-  the same over 60 epochs), settling after epoch 7-20; with the default ``alpha_lr``
-  (``--dmtg-params '{"epochs": 30}'``: raised to 0.0063 for 2,370 steps) it settles after
-  epoch 1 and recovers them in 0 of 2. The raised default lets α move at all
-  in short runs, at the price of deciding before the branches differ; at the single lr on
-  ``digits-planted``, even over 333 epochs (1,998 steps; ``--run-seeds 0 --group-seeds 0,1,2,3
-  --methods dmtg --dmtg-params '{"epochs": 333, "alpha_lr": 0.001}'``), the logit gaps stay
-  within ±0.17 and 3 of the 4 groupings split a pair of duplicates (ARI ≤ 0.40). Nearby
-  settings on the 8-unit pairs do not make it reliable: τ = 4 recovers the sets in 1 of 4,
-  ``alpha_lr`` 5e-4 in 2 of 4; with 16 units the planted grouping held fixed is still clearly
-  the best (last-epoch training loss 0.21 against 0.33-0.35, test loss 0.17 against
-  0.40-0.47) and DMTG recovers it in 0 of 2: once one pair of tasks alone in a branch and the
-  other ten in the other, once all twelve in one (a collapse). Our reading: where a branch can hold
-  tasks of both sets, no single task gains by moving, and DMTG moves tasks one at a time.
-  Two prototypes on the 8-unit pairs (30 epochs, not options here) did no better: α trained by
-  plain SGD, whose steps follow the size of the loss gaps where Adam's do not, recovered the
-  sets in 1 of 3 groupings (lr 1, grouping seeds 0 and 1; lr 0.1, seed 0), and grouping seed 0
-  ended on the same wrong grouping at both learning rates, so the early Gumbel draws pick the
-  outcome, not α's optimiser; one Gumbel draw per image (Adam, α at 1e-3) left α undecided
-  (logit gaps within ±2.4) and recovered them in 0 of 2 (ARI -0.09 and 0.40);
-- the grouping settles early, while the network is still untrained (reported as
-  ``details["settled_epoch"]``, with a warning when it is in the first fifth of training; on
-  ``digits-planted`` epoch 1-3 of 15 in 14 of the 20 groupings, never later than 7; on the
-  Fashion-MNIST control epoch 1 of 3 in 5 of 6): the head of a task that draws more weight in
-  one group learns faster there, which draws more weight to it, so early noise (Gumbel draws,
-  dropout masks) decides. Both branches train on every task until then, so a task's loss differs
-  little between them whatever its group-mates; Adam's per-parameter step turns a small but
-  consistent difference into full-size moves of α. Only exact duplicates, which share their
-  labels, follow each other.
+- ``weights_from="trained"`` starts the branches and heads from the run's trained MTL model:
+  the authors' ``resume_from_mtl`` option, with a fresh optimiser. The run's training then
+  counts in the cost (``reused_training_seconds``, two models trained), and a grouping that
+  settles early gets no warning: its branches have learned the tasks already.
+- ``start_groups`` starts α from a grouping, ``start_lead`` logits in favour of each task's
+  start group (:func:`start_logits`; not in the original, whose uniform start stays the
+  default). The planted bench uses it to ask whether DMTG's training prefers a grouping;
+  ``details["start_kept"]`` says whether the start grouping survived.
 
-Started with a 1-logit lead (``python bench/planted.py --problem P --methods dmtg
---dmtg-head-start 1``; 3 runs × 2 grouping seeds each), DMTG kept the planted grouping about as
-often as a random grouping that keeps duplicates together where the objective is flat —
-``digits-planted`` 1 of 6 against 2 of 6, pairs 4 of 6 against 4 of 6, the same seeds either
-way — and more often where it is not: Fashion-MNIST 4 of 6 against 2 of 6, one random start
-ending on the planted grouping. So on the control its training does lean to the planted
-sets, but by less than the noise of a uniform start, from which it recovers them in 0 of 6.
-
-From the run's trained model (``weights_from="trained"``) on the 8-unit pairs, where the sets
-compete for the units from the start, DMTG recovered the sets in 6 of 12 groupings (3 runs ×
-4 grouping seeds, 10 epochs: 3, 3 and 0 of 4; ``python bench/planted.py --problem pairs
---pairs-train 20000 --epochs 5 --feature-dim 8 --run-seeds 0,1,2 --group-seeds 0,1,2,3
---methods dmtg --dmtg-params '{"epochs": 10, "weights_from": "trained"}'``), duplicates kept
-together in all. On the third run all four grouping seeds ended on the same grouping (ARI
-0.40, one pair of tasks on the wrong side): the trained model, not the draws, decides there.
-Held fixed from the trained model (``--dmtg-fixed 2``, run seed 0) the planted grouping has the
-lowest training loss (last epoch 0.40 against 0.83) but the highest test loss (0.83 against
-0.59-0.73). On the 3,000-image pairs (15 epochs) it recovered them in 0 of 6, on the
-Fashion-MNIST control in 0 of 3. A prototype that trained every head at full weight on its
-branch's features (detached), so that a task's loss in a branch it has left stays a fair
-estimate, did no better: 1 of 2 there (30 epochs, α at 1e-3), 0 of 4 on ``digits-planted``.
-
-Prototypes on ``digits-planted`` and a close variant ({0,6} for {4,6} and {3,8} for {8,9}; 4-8
-groupings per setting) did not make the recovery reliable: a slower α (``alpha_lr`` 1e-3 to
-0.03 over 60-200 epochs) or α frozen for a warm-up of 5-30 epochs recovered the sets in at
-most 1 of 4-6, τ = 1 in 3 of 6 on the variant but 0 of 12 on this problem (τ = 0.25, 0.5, 5
-and 10 in at most 2 of 6), and starting the branches from the run's trained model
-(``weights_from="trained"``) in none. With branches narrowed to 2-8 units the planted
-grouping no longer has the lowest fixed-assignment loss at all; the same lack of recovery
-holds when the branch is the whole trunk (the authors' CelebA setting; measured on the
-earlier preset). On the Fashion-MNIST control, ``alpha_lr`` 0.005 and 0.02 over 6 epochs (0 of
-3 each), τ = 1 and 10, and the whole trunk as the branch did not recover the sets either; with
-the original's single lr (``alpha_lr`` = the run's 1e-3) over 30 epochs (2,370 steps, 2
-groupings) α had not settled (logit gaps within ±0.55) and showed no trace of the two sets,
-nor over 100 epochs (7,900 steps, 1 grouping; ``--dmtg-params '{"epochs": 100, "alpha_lr":
-0.001}'``: gaps within ±0.51, ARI 0.21): at the weights' lr α moves only where a task's
-loss differs consistently between the branches, as it does once they compete for few units
-(above).
-One Gumbel draw per image instead of per batch (the authors' ``batch_gumbel`` option), which
-averages the draws' noise over the batch, kept every duplicate with its original (16 of 16
-groupings) but recovered the sets in none: 0 of 10 on ``digits-planted`` (the default
-``alpha_lr``, 0.005 and 0.03 over 60 epochs) and 0 of 6 on the Fashion-MNIST control (3
-epochs; 10 and 20 epochs at ``alpha_lr`` 0.003, where α had still not settled and one
-grouping seed had all but one pair of tasks on their set's side, ARI 0.53, the other ARI -0.07).
+Known limitation, measured (``docs/dmtg-planted.md`` has every figure and its command): on
+``digits-planted``, where STG-MTL, TAG and Grad-TAE recover the two planted sets in 20 of 20
+groupings, DMTG keeps duplicates with their originals (18 of 20) but does not recover the sets
+(ARI ≤ 0.4 in all 20; ``python bench/planted.py --run-seeds 0,1,2,3,4,5,6,7,8,9 --dmtg-fixed
+2``). Its objective hardly depends on the grouping there (trained with a grouping held fixed,
+:func:`fixed_assignment_losses`, the planted grouping's training loss is that of random ones),
+and the grouping settles in the first epochs (``details["settled_epoch"]``, with a warning in
+the first fifth of training): the head of a task that draws more weight in one group learns
+faster there, which draws more weight to it, so early noise decides. On controls where the
+grouping does matter to the objective (Fashion-MNIST; digit pairs competing for 8 feature
+units) it recovers the sets in at most half of its groupings, whatever the setting tried.
 
 Cost: one training of K branches. ``compute_factor`` is the ratio of forward FLOPs per image
 (counted by :class:`torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix
