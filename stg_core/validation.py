@@ -16,10 +16,14 @@ import numpy as np
 
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is a Python or NumPy integer, and not a bool (``True`` is not 1 here)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, (int, np.integer)) and not is_bool(value)
+
+
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy bool (JSON ``true``/``false``), not an integer 0 or 1."""
+    return isinstance(value, (bool, np.bool_))
 
 
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (integer or float, Python or NumPy), not a bool."""
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            and math.isfinite(value))
+    return isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value) and math.isfinite(value)

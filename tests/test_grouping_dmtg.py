@@ -103,7 +103,7 @@ def test_defaults_are_registered_and_valid():
                                                   "weights_from": "initial", "hard": False}
     check_params(DEFAULTS, 10, 2)
     check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0,
-                  "weights_from": "trained", "hard": True}, 10, 3)
+                  "weights_from": "trained", "hard": np.bool_(True)}, 10, 3)  # a NumPy bool is a bool
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -157,6 +157,7 @@ def test_assignment_weights_relaxed_and_straight_through_by_hand():
     (grad_hard,) = torch.autograd.grad((hard * weights).sum(), alpha)
     torch.testing.assert_close(grad_hard, grad_relaxed)
     assert grad_relaxed.abs().sum() > 0
+
 
 def test_grouping_from_logits_by_hand():
     memberships, notes, details = grouping_from_logits(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0]]))

@@ -88,7 +88,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model, precision_amp, seeded_model
-from stg_core.validation import is_integer, is_number
+from stg_core.validation import is_bool, is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "tau": 2.5,         # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
@@ -135,7 +135,7 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     if not is_number(lead) or lead < 0:
         raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
     check_weights_from(params["weights_from"])
-    if not isinstance(params["hard"], bool):
+    if not is_bool(params["hard"]):
         raise ValueError(f"hard={params['hard']!r} must be true (straight-through one-hot assignments) or false "
                          "(relaxed, the default)")
 
@@ -320,6 +320,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
     check_params({"tau": tau, "alpha_lr": alpha_lr, "epochs": epochs, "start_groups": start_groups,
                   "start_lead": start_lead, "weights_from": weights_from, "hard": hard}, ctx.n_tasks, n_clusters)
+    hard = bool(hard)  # a NumPy bool too: details are written as JSON
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
     _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training

@@ -71,7 +71,7 @@ from stg_core.grouping.base import (GroupingCost, GroupingResult, ProgressFn, Ru
                                     one_hot)
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model
-from stg_core.validation import is_integer, is_number
+from stg_core.validation import is_bool, is_integer, is_number
 
 DEFAULTS: dict[str, Any] = {
     "max_samples": 1000,         # training images whose gradients are computed (a seeded subset)
@@ -123,7 +123,7 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     c = params["C"]
     if not is_number(c) or not c > 0:
         raise ValueError(f"C={c!r} must be a positive finite number")
-    if not isinstance(params["offset"], (bool, np.bool_)):
+    if not is_bool(params["offset"]):
         raise ValueError(f"offset={params['offset']!r} must be true or false")
     if params["clustering"] not in CLUSTERINGS:
         raise ValueError(f"unknown clustering {params['clustering']!r}; use {', '.join(CLUSTERINGS)}")
