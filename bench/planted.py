@@ -32,6 +32,8 @@ side by side (8x16, the left and the right drawn independently from the digits' 
 test split; 3,000 training and 1,000 test images, written to a temporary ``.npz``); the tasks
 are ``digits-planted``'s positives read on the left digit for one set and on the right digit
 for the other, each duplicated. Tasks of different sets are independent, labels and pixels.
+With ``--pairs-sets nested`` each set's tasks are {0,4,6}, {0,2,4,6} and {0,4,6,7} (left) and
+{3,8,9}, {1,3,8,9} and {3,5,8,9} (right): within a set the tasks share three positives.
 
     python bench/planted.py --problem pairs --pairs-train 20000 --epochs 5 --feature-dim 8 \
         --methods dmtg --dmtg-params '{"epochs": 30, "alpha_lr": 0.001}'
@@ -79,9 +81,14 @@ from host import load_average  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))
-#: ``--problem pairs``: which digit each set reads, and its tasks' positives (``digits-planted``'s).
-PAIRS_SETS = (("left", (("0", "4", "6"), ("0", "4"), ("4", "6"))),
-              ("right", (("3", "8", "9"), ("3", "9"), ("8", "9"))))
+#: ``--problem pairs``: which digit each set reads, and its tasks' positives: ``digits-planted``'s, or
+#: ``--pairs-sets nested``, where each set's tasks share three positives and differ by one.
+PAIRS_SETS = {
+    "planted": (("left", (("0", "4", "6"), ("0", "4"), ("4", "6"))),
+                ("right", (("3", "8", "9"), ("3", "9"), ("8", "9")))),
+    "nested": (("left", (("0", "4", "6"), ("0", "2", "4", "6"), ("0", "4", "6", "7"))),
+               ("right", (("3", "8", "9"), ("1", "3", "8", "9"), ("3", "5", "8", "9")))),
+}
 PAIR_CLASSES = tuple(f"{a}|{b}" for a in range(10) for b in range(10))  # left a, right b
 DEFAULT_EPOCHS = {"digits": 15, "fashion": 3, "pairs": 15}
 
@@ -114,10 +121,10 @@ def with_duplicates(sets: list[list[tuple[str, tuple[str, ...]]]]) -> tuple[tupl
 
 
 def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, feature_dim: int | None = None,
-                    pairs_train: int = 3_000) -> tuple[ExperimentSpec, dict[str, int]]:
+                    pairs_train: int = 3_000, pairs_sets: str = "planted") -> tuple[ExperimentSpec, dict[str, int]]:
     """The MTL run of ``problem`` (``digits-planted``, the Fashion-MNIST control or the digit
-    pairs, ``pairs_train`` training images written in ``folder``) with ``feature_dim`` units in
-    the CNN's last layer, and its planted grouping: task name -> group."""
+    pairs, ``pairs_train`` training images written in ``folder``, tasks ``PAIRS_SETS[pairs_sets]``)
+    with ``feature_dim`` units in the CNN's last layer, and its planted grouping: task name -> group."""
     train = TrainConfig(epochs=epochs, seed=seed, feature_dim=feature_dim)
     if problem == "digits":
         return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
@@ -126,7 +133,7 @@ def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, featu
         if not path.exists():
             write_digit_pairs(path, n_train=pairs_train)
         sets = []
-        for half, (side, digit_sets) in enumerate(PAIRS_SETS):  # half 0: the left digit of "a|b"
+        for half, (side, digit_sets) in enumerate(PAIRS_SETS[pairs_sets]):  # half 0: the left digit of "a|b"
             sets.append([(f"{side} {{{','.join(digits)}}}",
                           tuple(c for c in PAIR_CLASSES if c.split("|")[half] in digits)) for digits in digit_sets])
         tasks, groups = with_duplicates(sets)
@@ -204,6 +211,8 @@ def main() -> None:
                         help="units of the run's CNN's last fully connected layer (default 128)")
     parser.add_argument("--pairs-train", type=int, default=3_000, metavar="N",
                         help="training images of --problem pairs (default 3,000)")
+    parser.add_argument("--pairs-sets", choices=PAIRS_SETS, default="planted",
+                        help="tasks of --problem pairs: digits-planted's positives, or nested ones (see above)")
     parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
                         help="DMTG's parameters, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}': for the groupings of "
                              "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes its epochs and weights_from")
@@ -232,7 +241,8 @@ def main() -> None:
         store = ArtifactStore(tmp)
         for run_seed in run_seeds:
             spec, planted_groups = planted_problem(args.problem, epochs, run_seed, Path(tmp),
-                                                   feature_dim=args.feature_dim, pairs_train=args.pairs_train)
+                                                   feature_dim=args.feature_dim, pairs_train=args.pairs_train,
+                                                   pairs_sets=args.pairs_sets)
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, dmtg_params["epochs"],
