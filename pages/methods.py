@@ -54,8 +54,9 @@ ABOUT = """
   its assignment logits at the weights' learning rate over more epochs (*Method parameters*: `{"alpha_lr":
   0.001, "epochs": 30}`), it recovered the digit pairs' sets in 4 of 12 groupings, and in 9 of 12 with the
   authors' straight-through assignments (`"hard": true`); on that problem STG-MTL did in 4 of 4, Grad-TAE in
-  2 of 4 and TAG in 0 of 2 (one run). On pairs whose tasks within a set share three positives, with `hard`, it recovered
-  them in 5 of 6, Grad-TAE in 6 of 6, STG-MTL in 4 of 6 and TAG in 0 of 6.
+  2 of 4 and TAG in 0 of 2 (one run). On those pairs with tasks that share three positives within a set, with
+  `hard`, it recovered the sets in 5 of 6 groupings, Grad-TAE in 6 of 6, STG-MTL in 4 of 6 and TAG in 0 of 6
+  (3 runs × 2 grouping seeds).
 - **random**: k random groups of near-equal size.
 - **ARI** (adjusted Rand index): 1 for identical groupings, about 0 for unrelated ones.
 - **Affinity**: entry [i, j] says how much task i helps task j, in each method's own units.
