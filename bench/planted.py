@@ -44,6 +44,12 @@ the grouping matters to DMTG's objective. ``--pairs-train`` sets the digit pairs
 images, ``--dmtg-params`` DMTG's parameters (JSON; here the original's single lr, α at the
 weights' lr, over more epochs than the run).
 
+    python bench/planted.py --problem pairs --methods stg,tag,grad-tae,dmtg,random \
+        --dmtg-params '{"epochs": 150, "alpha_lr": 0.001, "hard": true, "branch_units": 8}'
+
+DMTG's ``branch_units`` narrows its branches alone: the run keeps its 128 units, which TAG,
+STG-MTL and Grad-TAE read, while DMTG's tasks compete for 8 units per branch.
+
     python bench/planted.py --methods dmtg --dmtg-head-start 1
 
 ``--dmtg-head-start LEAD`` also runs DMTG, per run seed and grouping seed, with its assignment
@@ -68,56 +74,21 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stg_core.config import ExperimentSpec, TrainConfig, data_fingerprint, spec_from_preset  # noqa: E402
-from stg_core.data import dataset_status, load_dataset  # noqa: E402
+from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset  # noqa: E402
+from stg_core.data import dataset_status  # noqa: E402
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # noqa: E402
 from stg_core.grouping.base import RunContext  # noqa: E402
 from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
 from stg_core.models import CNN_FEATURE_DIM  # noqa: E402
+from stg_core.planted import PAIRS_SETS, digit_pairs_spec, with_duplicates  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
-from stg_core.tasks import PLANTED_GROUPS, Task  # noqa: E402
+from stg_core.tasks import PLANTED_GROUPS  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
 from host import load_average  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))
-#: ``--problem pairs``: which digit each set reads, and its tasks' positives: ``digits-planted``'s, or
-#: ``--pairs-sets nested``, where each set's tasks share three positives and differ by one.
-PAIRS_SETS = {
-    "planted": (("left", (("0", "4", "6"), ("0", "4"), ("4", "6"))),
-                ("right", (("3", "8", "9"), ("3", "9"), ("8", "9")))),
-    "nested": (("left", (("0", "4", "6"), ("0", "2", "4", "6"), ("0", "4", "6", "7"))),
-               ("right", (("3", "8", "9"), ("1", "3", "8", "9"), ("3", "5", "8", "9")))),
-}
-PAIR_CLASSES = tuple(f"{a}|{b}" for a in range(10) for b in range(10))  # left a, right b
 DEFAULT_EPOCHS = {"digits": 15, "fashion": 3, "pairs": 15}
-
-
-def write_digit_pairs(path: Path, n_train: int = 3_000, n_test: int = 1_000, seed: int = 0) -> None:
-    """Images ``(N, 8, 16)`` uint8 of two digits side by side, class ``"a|b"`` (left a, right
-    b; :data:`PAIR_CLASSES`, label ``10 a + b``), each half drawn from the digits' own train (test) split."""
-    ds = load_dataset("digits")
-    rng = np.random.default_rng(seed)
-
-    def pairs(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        left, right = rng.integers(len(y), size=n), rng.integers(len(y), size=n)
-        return np.concatenate([x[left], x[right]], axis=2), 10 * y[left] + y[right]
-
-    x, y = pairs(ds.x_train[..., 0], ds.y_train, n_train)
-    x_test, y_test = pairs(ds.x_test[..., 0], ds.y_test, n_test)
-    np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, class_names=np.array(PAIR_CLASSES))
-
-
-def with_duplicates(sets: list[list[tuple[str, tuple[str, ...]]]]) -> tuple[tuple[Task, ...], dict[str, int]]:
-    """Class-set tasks ``(name, positives)`` of each planted set, each followed by its exact
-    duplicate ("<name> again"), and the planted grouping: task name -> index of its set."""
-    tasks, groups = [], {}
-    for group, named in enumerate(sets):
-        for name, positives in named:
-            for task_name in (name, f"{name} again"):
-                tasks.append(Task(task_name, "classes", positives))
-                groups[task_name] = group
-    return tuple(tasks), groups
 
 
 def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, feature_dim: int | None = None,
@@ -129,17 +100,8 @@ def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, featu
     if problem == "digits":
         return spec_from_preset("digits-planted", train=train), PLANTED_GROUPS
     if problem == "pairs":
-        path = folder / f"digit-pairs-{pairs_train}.npz"
-        if not path.exists():
-            write_digit_pairs(path, n_train=pairs_train)
-        sets = []
-        for half, (side, digit_sets) in enumerate(PAIRS_SETS[pairs_sets]):  # half 0: the left digit of "a|b"
-            sets.append([(f"{side} {{{','.join(digits)}}}",
-                          tuple(c for c in PAIR_CLASSES if c.split("|")[half] in digits)) for digits in digit_sets])
-        tasks, groups = with_duplicates(sets)
-        spec = ExperimentSpec(dataset="npz", tasks=tasks, train=train,
-                              data_fingerprint=data_fingerprint(path.read_bytes()), data_root=str(path))
-        return spec, groups
+        return digit_pairs_spec(folder / f"digit-pairs-{pairs_train}.npz", epochs=epochs, seed=seed,
+                                feature_dim=feature_dim, n_train=pairs_train, sets=pairs_sets)
     tasks, groups = with_duplicates([[(name, (name,)) for name in names] for names in FASHION_SETS])
     return ExperimentSpec(dataset="fashion_mnist", tasks=tasks, train=train, subset=20_000, test_subset=2_000), groups
 
@@ -162,16 +124,18 @@ def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -
 
 
 def dmtg_fixed(store: ArtifactStore, run_id: str, n_random: int, planted_groups: dict[str, int],
-               epochs: int | None, weights_from: str) -> None:
+               epochs: int | None, weights_from: str, branch_units: int | None = None) -> None:
     """DMTG's 2-branch loss with the planted grouping and ``n_random`` random ones held fixed,
-    trained for ``epochs`` (None: the run's) from the weights that ``weights_from`` names."""
+    trained for ``epochs`` (None: the run's) from the weights that ``weights_from`` names, with
+    ``branch_units`` units per branch (None: the run's)."""
     ctx = RunContext(store, run_id, "cpu")
     names = list(ctx.task_names)
     planted = np.array([planted_groups[n] for n in names])
     rows = [("planted", planted)] + [(f"random {r}", labels)
                                      for r, labels in enumerate(random_groupings(names, planted, n_random, 0))]
     for label, labels in rows:
-        out = fixed_assignment_losses(ctx, labels, epochs=epochs, weights_from=weights_from)
+        out = fixed_assignment_losses(ctx, labels, epochs=epochs, weights_from=weights_from,
+                                      branch_units=branch_units)
         ari = adjusted_rand_score(planted, labels)
         print(f"    DMTG objective, {label:9s} (ARI {ari:5.2f}): train loss mean {np.mean(out['train_loss']):.3f}, "
               f"last epoch {out['train_loss'][-1]:.3f}; test loss {out['test_loss']:.3f}", flush=True)
@@ -215,7 +179,8 @@ def main() -> None:
                         help="tasks of --problem pairs: digits-planted's positives, or nested ones (see above)")
     parser.add_argument("--dmtg-params", type=json.loads, default={}, metavar="JSON",
                         help="DMTG's parameters, e.g. '{\"epochs\": 30, \"alpha_lr\": 0.001}': for the groupings of "
-                             "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes its epochs and weights_from")
+                             "--methods dmtg and --dmtg-head-start; --dmtg-fixed takes its epochs, weights_from and "
+                             "branch_units")
     parser.add_argument("--dmtg-head-start", type=float, default=None, metavar="LEAD",
                         help="also run DMTG started LEAD logits in favour of the planted grouping and of a random one")
     args = parser.parse_args()
@@ -246,7 +211,7 @@ def main() -> None:
             run_id = train_run(spec, store)
             if args.dmtg_fixed:
                 dmtg_fixed(store, run_id, args.dmtg_fixed, planted_groups, dmtg_params["epochs"],
-                           dmtg_params["weights_from"])
+                           dmtg_params["weights_from"], dmtg_params["branch_units"])
             if args.dmtg_head_start is not None:
                 head_starts += dmtg_head_start(store, run_id, args.dmtg_head_start, planted_groups, run_seed,
                                                group_seeds, args.dmtg_params)

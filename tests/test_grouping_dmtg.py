@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -100,10 +102,12 @@ def test_split_trunk_rejects_unknown_trunks():
 def test_defaults_are_registered_and_valid():
     assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None,
                                                   "start_groups": None, "start_lead": 1.0,
-                                                  "weights_from": "initial", "hard": False}
+                                                  "weights_from": "initial", "hard": False,
+                                                  "branch_units": None}
     check_params(DEFAULTS, 10, 2)
     check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0,
-                  "weights_from": "trained", "hard": np.bool_(True)}, 10, 3)  # a NumPy bool is a bool
+                  "weights_from": "trained", "hard": np.bool_(True), "branch_units": None}, 10, 3)  # NumPy bool: a bool
+    check_params({**DEFAULTS, "branch_units": np.int64(8)}, 10, 2)
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -116,7 +120,9 @@ def test_defaults_are_registered_and_valid():
     ({"start_lead": -1}, "start_lead"), ({"start_lead": float("nan")}, "start_lead"),
     ({"start_lead": True}, "start_lead"), ({"weights_from": "scratch"}, "weights_from"),
     ({"weights_from": None}, "weights_from"), ({"hard": 1}, "hard"), ({"hard": "true"}, "hard"),
-    ({"hard": None}, "hard"),
+    ({"hard": None}, "hard"), ({"branch_units": 0}, "branch_units"), ({"branch_units": 8.5}, "branch_units"),
+    ({"branch_units": True}, "branch_units"),
+    ({"branch_units": 8, "weights_from": "trained"}, "weights_from='initial'"),
 ])
 def test_check_params_names_the_bad_value(bad, name):
     with pytest.raises(ValueError, match=name):
@@ -272,6 +278,35 @@ def test_branches_start_from_the_initial_or_the_trained_model(planted):
             logits = trainer.model.eval()(x)  # (B, K, n_tasks)
             for k in range(2):
                 torch.testing.assert_close(logits[:, k], model(x))
+
+
+def test_branch_units_narrow_the_branches_and_keep_the_backbone(planted):
+    """``branch_units`` builds the K-branch network from the run's initial model with that many
+    feature units: the same backbone weights (drawn first from the run's seed), branches and
+    heads of the new width, all K copies alike; the compute factor is against the run's model."""
+    store, run_id = planted
+    ctx = RunContext(store, run_id, "cpu")
+    image_shape = tuple(int(s) for s in ctx.data.x_train.shape[1:])
+    run_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
+    wide, wide_factor = _branch_trainer(ctx, 2, 0)
+    narrow, narrow_factor = _branch_trainer(ctx, 2, 0, branch_units=4)
+    backbone, _ = split_trunk(run_model.trunk)
+    for a, b in zip(backbone.state_dict().values(), narrow.model.backbone.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    net = narrow.model
+    linears = [[m for m in branch.modules() if isinstance(m, nn.Linear)] for branch in net.branches]
+    assert [layer.out_features for layers in linears for layer in layers] == [4, 4]
+    assert all(head.in_features == 4 and head.out_features == 12 for head in net.heads)
+    torch.testing.assert_close(linears[0][0].weight, linears[1][0].weight)  # K exact copies
+    assert narrow_factor < wide_factor  # fewer units per branch: fewer FLOPs against the same run model
+    result = run_grouping(GroupingSpec(run_id, "dmtg", 2, params={"epochs": 1, "branch_units": 4}), store,
+                          device="cpu")
+    assert result.details["branch_units"] == 4 and any("4 units" in n for n in result.notes)
+    assert result.cost.compute_factor == pytest.approx(narrow_factor)
+    resnet = RunContext(store, run_id, "cpu")
+    resnet.spec = dataclasses.replace(ctx.spec, train=dataclasses.replace(ctx.spec.train, model="resnet18"))
+    with pytest.raises(ValueError, match="layer4"):
+        _branch_trainer(resnet, 2, 0, branch_units=4)
 
 
 def test_a_grouping_from_the_trained_model_counts_the_run_and_is_never_early(planted):

@@ -49,6 +49,17 @@ Options, off by default:
   the authors' ``resume_from_mtl`` option, with a fresh optimiser. The run's training then
   counts in the cost (``reused_training_seconds``, two models trained), and a grouping that
   settles early gets no warning: its branches have learned the tasks already.
+- ``branch_units=N`` (the CNNs only) builds the K-branch network from the run's initial model
+  with N units in its fully connected layer, so every group branch has N units whatever the
+  run's width: the backbone's weights are the run's (they are drawn first from its seed), the
+  branches and heads fresh ones of the new width. Not in the original, which copies the
+  network's last block as it is. Where a branch as wide as the run's (128 units) holds the
+  tasks of both planted sets at no cost, DMTG's objective hardly depends on the grouping; with
+  8 units the tasks of a group compete for them. Measured on the digit pairs, the run at 128
+  units (``bench/planted.py --problem pairs``): with ``{"branch_units": 8, "hard": true,
+  "alpha_lr": 0.001, "epochs": 150}`` DMTG recovers the planted sets in 12 of 12 groupings, as
+  STG-MTL, TAG and Grad-TAE do (6 runs x 2 grouping seeds); relaxed assignments with the same
+  settings in 2 of 6 (``docs/dmtg-planted.md``).
 - ``start_groups`` starts α from a grouping, ``start_lead`` logits in favour of each task's
   start group (:func:`start_logits`; not in the original, whose uniform start stays the
   default). The planted bench uses it to ask whether DMTG's training prefers a grouping;
@@ -65,7 +76,9 @@ the first fifth of training): the head of a task that draws more weight in one g
 faster there, which draws more weight to it, so early noise decides. On controls where the
 grouping does matter to the objective (Fashion-MNIST; digit pairs competing for 8 feature
 units) relaxed assignments recover the sets in at most half of the groupings, whatever the
-setting tried; straight-through ones (``hard``) do better on the digit pairs only (above).
+setting tried; straight-through ones (``hard``) do better on the digit pairs only, and with
+branches of few units (``branch_units``, above) they recover the digit pairs' sets every time
+on a run where STG-MTL, TAG and Grad-TAE do too.
 
 Cost: one training of K branches. ``compute_factor`` is the ratio of forward FLOPs per image
 (counted by :class:`torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix
@@ -75,6 +88,7 @@ products) of the K-branch network to the run's MTL network; the backward pass sc
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -99,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "weights_from": "initial",  # "initial": the run's initial weights (the original's default); "trained":
                                 # the run's trained MTL model (the authors' resume_from_mtl)
     "hard": False,  # straight-through one-hot assignments (the authors' is_hard; their configs: relaxed)
+    "branch_units": None,  # units of each group branch's fully connected layer (CNNs); None = the run's
 }
 
 #: Where the K-branch network's weights start (``weights_from``).
@@ -138,6 +153,23 @@ def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
     if not is_bool(params["hard"]):
         raise ValueError(f"hard={params['hard']!r} must be true (straight-through one-hot assignments) or false "
                          "(relaxed, the default)")
+    check_branch_units(params["branch_units"], params["weights_from"])
+
+
+def check_branch_units(branch_units: Any, weights_from: str, model: str = "auto") -> None:
+    """``branch_units`` must be None (the run's branch) or a positive int of units for a CNN
+    run's model ``model``, whose branches then start from fresh initial weights."""
+    if branch_units is None:
+        return
+    if not is_integer(branch_units) or branch_units < 1:
+        raise ValueError(f"branch_units={branch_units!r} must be a positive integer number of units or None (the "
+                         "run's branch)")
+    if weights_from != "initial":
+        raise ValueError(f"branch_units={branch_units} needs weights_from='initial': the run's trained branch has "
+                         "the run's units")
+    if model.startswith("resnet"):
+        raise ValueError(f"branch_units={branch_units} applies to the CNNs' fully connected branch, not to "
+                         f"{model}'s layer4")
 
 
 def check_weights_from(weights_from: Any) -> None:
@@ -294,18 +326,25 @@ def _train_branches(trainer: MultiTaskTrainer, n_epochs: int, seed: int,
     return losses
 
 
-def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int,
-                    weights_from: str = "initial") -> tuple[MultiTaskTrainer, float]:
+def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int, weights_from: str = "initial",
+                    branch_units: int | None = None) -> tuple[MultiTaskTrainer, float]:
     """A trainer of the K-branch network built from the run's initial model, or from its trained
     MTL model with ``weights_from="trained"`` (run's lr, batch size, precision; ``seed`` orders
-    the batches; a fresh optimiser either way), and the network's compute factor."""
+    the batches; a fresh optimiser either way), and the network's compute factor (against the
+    run's model). ``branch_units``: the initial model built with that many feature units
+    instead (the same backbone weights: they are drawn first from the run's seed)."""
     train, data = ctx.spec.train, ctx.data
+    check_branch_units(branch_units, weights_from, train.model)
     image_shape = tuple(int(s) for s in data.x_train.shape[1:])
     if weights_from == "trained":
         mtl_model = load_trained_model(ctx.store, ctx.run_id, image_shape, ctx.dataset.class_names)
     else:
         mtl_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
-    net = GroupBranchNet(mtl_model, n_clusters)
+    source = mtl_model
+    if branch_units is not None:
+        narrow = dataclasses.replace(ctx.spec, train=dataclasses.replace(train, feature_dim=int(branch_units)))
+        source = seeded_model(narrow, image_shape, ctx.dataset.class_names)
+    net = GroupBranchNet(source, n_clusters)
     compute_factor = forward_flops(net, image_shape) / forward_flops(mtl_model, image_shape)
     trainer = MultiTaskTrainer(net, data, lr=train.lr, weight_decay=train.weight_decay,  # type: ignore[arg-type]
                                batch_size=train.batch_size, seed=seed, record=False,
@@ -316,16 +355,17 @@ def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int,
 def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
           tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None,
           start_groups: list[int] | None = None, start_lead: float = 1.0,
-          weights_from: str = "initial", hard: bool = False) -> GroupingResult:
+          weights_from: str = "initial", hard: bool = False, branch_units: int | None = None) -> GroupingResult:
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
     check_params({"tau": tau, "alpha_lr": alpha_lr, "epochs": epochs, "start_groups": start_groups,
-                  "start_lead": start_lead, "weights_from": weights_from, "hard": hard}, ctx.n_tasks, n_clusters)
+                  "start_lead": start_lead, "weights_from": weights_from, "hard": hard,
+                  "branch_units": branch_units}, ctx.n_tasks, n_clusters)
     hard = bool(hard)  # a NumPy bool too: details are written as JSON
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
     _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
     with Timer() as timer:
-        trainer, compute_factor = _branch_trainer(ctx, n_clusters, seed, weights_from)
+        trainer, compute_factor = _branch_trainer(ctx, n_clusters, seed, weights_from, branch_units)
         n_steps = n_epochs * len(trainer.batches(1))
         lr_alpha = default_alpha_lr(train.lr, n_steps) if alpha_lr is None else float(alpha_lr)
         alpha0 = start_logits(ctx.n_tasks, n_clusters, start_groups, start_lead)
@@ -368,6 +408,9 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     if hard:
         notes.append("straight-through one-hot assignments: each batch trains a task on one branch (the authors' "
                      "is_hard option; their configs use relaxed assignments)")
+    if branch_units is not None:
+        notes.append(f"each group branch has {int(branch_units)} units in its fully connected layer, freshly "
+                     "initialised (the original copies the network's last block as it is)")
     if lr_alpha != train.lr:
         why = (f"raised from the run's lr for a run of {n_steps} steps, so that α can move ~{ALPHA_TRAVEL:g} "
                "logits as over the authors' schedule" if alpha_lr is None else "as set")
@@ -375,6 +418,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
                      f"{train.lr:g}; the original uses one lr for both")
     details.update({"tau": float(tau), "alpha_lr": lr_alpha, "epochs": n_epochs, "steps": n_steps,
                     "weights_from": weights_from, "hard": hard, "settled_epoch": settled,
+                    "branch_units": None if branch_units is None else int(branch_units),
                     "train_loss": losses,
                     "compute_factor_source": "forward FLOPs per image, K-branch network / MTL network"})
     return GroupingResult(
@@ -386,11 +430,12 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
 
 
 def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 0, epochs: int | None = None,
-                            weights_from: str = "initial") -> dict[str, Any]:
+                            weights_from: str = "initial", branch_units: int | None = None) -> dict[str, Any]:
     """DMTG's objective for one grouping held fixed: the K-branch network trained with task i
     in group ``labels[i]`` (``z`` one-hot, ``K = labels.max() + 1``), as :func:`group` trains it
-    otherwise (from the weights that ``weights_from`` names). Returns the mean training loss of
-    each epoch (``train_loss``) and the test loss of the trained network (``test_loss``).
+    otherwise (from the weights that ``weights_from`` names, with ``branch_units`` units).
+    Returns the mean training loss of each epoch (``train_loss``) and the test loss of the
+    trained network (``test_loss``).
     Comparing a planted grouping with random ones says whether the grouping matters to DMTG's
     objective on a problem (``bench/planted.py``)."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -398,7 +443,7 @@ def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 
         raise ValueError(f"labels must be {ctx.n_tasks} non-negative group ids")
     check_weights_from(weights_from)
     n_epochs = ctx.spec.train.epochs if epochs is None else int(epochs)
-    trainer, _ = _branch_trainer(ctx, int(labels.max()) + 1, seed, weights_from)
+    trainer, _ = _branch_trainer(ctx, int(labels.max()) + 1, seed, weights_from, branch_units)
     z = torch.as_tensor(one_hot(labels, int(labels.max()) + 1), dtype=torch.float32, device=ctx.device)
     losses = _train_branches(trainer, n_epochs, seed, lambda epoch, n_batches: (z for _ in range(n_batches)))
     logits = trainer.predict_logits(ctx.data.x_test)  # (M, K, n_tasks), in batches, eval mode
