@@ -80,7 +80,7 @@ from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # no
 from stg_core.grouping.base import RunContext  # noqa: E402
 from stg_core.grouping.dmtg import fixed_assignment_losses  # noqa: E402
 from stg_core.models import CNN_FEATURE_DIM  # noqa: E402
-from stg_core.planted import PAIRS_SETS, digit_pairs_spec, with_duplicates  # noqa: E402
+from stg_core.planted import PAIRS_SETS, digit_pairs_spec, duplicates_together, with_duplicates  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
@@ -104,11 +104,6 @@ def planted_problem(problem: str, epochs: int, seed: int, folder: Path, *, featu
                                 feature_dim=feature_dim, n_train=pairs_train, sets=pairs_sets)
     tasks, groups = with_duplicates([[(name, (name,)) for name in names] for names in FASHION_SETS])
     return ExperimentSpec(dataset="fashion_mnist", tasks=tasks, train=train, subset=20_000, test_subset=2_000), groups
-
-
-def duplicates_together(names: list[str], labels: np.ndarray) -> bool:
-    return all(labels[i] == labels[names.index(n.removesuffix(" again"))] for i, n in enumerate(names)
-               if n.endswith(" again"))
 
 
 def random_groupings(names: list[str], planted: np.ndarray, n: int, seed: int) -> list[np.ndarray]:

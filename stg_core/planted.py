@@ -61,6 +61,13 @@ def with_duplicates(sets: list[list[tuple[str, tuple[str, ...]]]]) -> tuple[tupl
     return tuple(tasks), groups
 
 
+def duplicates_together(names: list[str], labels: np.ndarray) -> bool:
+    """Whether every duplicate ("<name> again" in ``names``) has its original's group in
+    ``labels`` ``(n_tasks,)``."""
+    return all(labels[i] == labels[names.index(n.removesuffix(" again"))] for i, n in enumerate(names)
+               if n.endswith(" again"))
+
+
 def digit_pairs_tasks(sets: str = "planted") -> tuple[tuple[Task, ...], dict[str, int]]:
     """The 12 tasks of the digit pairs with the positives of ``PAIRS_SETS[sets]`` (e.g. "left
     {0,4,6}": the left digit is 0, 4 or 6), each duplicated, and the planted grouping."""

@@ -14,6 +14,7 @@ from stg_core.grouping import (GroupingCost, GroupingResult, GroupingSpec, list_
 from stg_core.grouping.base import RunContext
 from stg_core.grouping.tag import (LookaheadAffinity, _n_partitions, partition_scores, select_groups,
                                    set_partitions)
+from stg_core.planted import duplicates_together
 from stg_core.store import ArtifactStore
 from stg_core.tasks import PLANTED_GROUPS, Task
 from stg_core.training import MultiTaskTrainer, TrainingData, seeded_model, train_run
@@ -23,9 +24,7 @@ def planted_checks(result: GroupingResult) -> float:
     """Duplicates share a group; return the ARI against the planted groups."""
     names = list(result.task_names)
     labels = result.labels
-    for i, name in enumerate(names):
-        if name.endswith(" again"):
-            assert labels[i] == labels[names.index(name.removesuffix(" again"))], name
+    assert duplicates_together(names, labels), (names, labels)
     return adjusted_rand_score([PLANTED_GROUPS[n] for n in names], labels)
 
 

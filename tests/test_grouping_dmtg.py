@@ -288,7 +288,7 @@ def test_branch_units_narrow_the_branches_and_keep_the_backbone(planted):
     ctx = RunContext(store, run_id, "cpu")
     image_shape = tuple(int(s) for s in ctx.data.x_train.shape[1:])
     run_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
-    wide, wide_factor = _branch_trainer(ctx, 2, 0)
+    _, wide_factor = _branch_trainer(ctx, 2, 0)
     narrow, narrow_factor = _branch_trainer(ctx, 2, 0, branch_units=4)
     backbone, _ = split_trunk(run_model.trunk)
     for a, b in zip(backbone.state_dict().values(), narrow.model.backbone.state_dict().values()):
