@@ -296,11 +296,19 @@ class MultiTaskTrainer:
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.model.load_state_dict(model_state(arrays))
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         state: dict[int, dict[str, torch.Tensor]] = {}
         for k, v in arrays.items():
             if k.startswith("optim/"):
                 _, pid, key = k.split("/", 2)
-                state.setdefault(int(pid), {})[key] = torch.from_numpy(v)
+                saved = torch.from_numpy(v)
+                param = params[int(pid)]
+                if saved.shape == param.shape and saved.dim() > 1:
+                    # Moment buffers in the parameter's own memory layout (channels_last on a
+                    # conv weight): fused Adam reads them as raw memory, so a buffer restored in
+                    # the default layout would pair each weight with another weight's moments.
+                    saved = torch.empty_like(param).copy_(saved)
+                state.setdefault(int(pid), {})[key] = saved
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         if meta.get("scaler"):
             self.scaler.load_state_dict(meta["scaler"])

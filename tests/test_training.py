@@ -163,6 +163,27 @@ def test_stopped_run_resumes_to_the_same_result(tmp_path):
     _assert_same_run(full, part, run_id, 4)
 
 
+def test_stopped_colour_run_resumes_to_the_same_result(tmp_path):
+    """32 px colour images train channels_last with fused Adam: the resumed optimiser state must
+    be restored in each parameter's own memory layout, or the resumed epochs differ."""
+    from tests.cifar_files import write_cifar10
+
+    root = write_cifar10(tmp_path / "data", per_batch=60, n_test=50)
+    spec = spec_from_preset("cifar10-g1", data_root=str(root), train=TrainConfig(epochs=3, batch_size=64))
+    full = ArtifactStore(tmp_path / "full")
+    run_id = train_run(spec, full)
+    part = ArtifactStore(tmp_path / "part")
+    calls = []
+    train_run(spec, part, should_stop=lambda: calls.append(1) or len(calls) >= 1)
+    assert part.read_status(run_id)["epochs_done"] == 1
+    trainer_probe = MultiTaskTrainer(seeded_model(spec, (32, 32, 3)), TrainingData.from_arrays(
+        np.zeros((4, 32, 32, 3), np.uint8), np.ones((4, 10)), np.zeros((1, 32, 32, 3), np.uint8), np.ones((1, 10)),
+        torch.device("cpu")), record=False)
+    assert trainer_probe.channels_last  # the case the resume must handle
+    train_run(spec, part)
+    _assert_same_run(full, part, run_id, 3)
+
+
 def _assert_same_run(a: ArtifactStore, b: ArtifactStore, run_id: str, epochs: int) -> None:
     assert b.read_status(run_id)["state"] == "completed"
     for e in range(1, epochs + 1):
