@@ -18,7 +18,7 @@ from stg_core.tasks import Task, get_preset
 
 # Bumped whenever the training code changes what a spec produces (initialisation, batching,
 # recording): it is part of the run id, so a stored run is never reused across such a change.
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -144,13 +144,12 @@ class _Evaluator:
         dev = resolve_device(device)
         dataset, _, self.data = spec_training_data(self.run_spec, dev)
         self.image_shape = dataset.image_shape
-        self.class_names = dataset.class_names
         self.n_tasks = len(self.run_spec.tasks)
         self.step, self.n_steps = 0, 0
 
     def _trainer(self, weights: np.ndarray) -> MultiTaskTrainer:
         t = self.run_spec.train
-        return MultiTaskTrainer(seeded_model(self.run_spec, self.image_shape, self.class_names), self.data, lr=t.lr,
+        return MultiTaskTrainer(seeded_model(self.run_spec, self.image_shape), self.data, lr=t.lr,
                                 weight_decay=t.weight_decay, batch_size=t.batch_size, seed=t.seed,
                                 task_weights=weights, record=False, amp=precision_amp(t.precision))
 

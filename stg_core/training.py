@@ -319,50 +319,40 @@ def model_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k[len("model/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")}
 
 
-def init_heads(heads: torch.nn.Linear, task_keys: list[tuple[str, float]], seed: int) -> None:
-    """Initialise head j as ``sign_j ×`` a draw from a generator seeded by ``(seed, key_j)``,
-    with the distribution of ``nn.Linear``'s default (uniform ±1/√fan_in).
+def init_heads(heads: torch.nn.Linear, task_keys: list[str], seed: int) -> None:
+    """Initialise head j from a generator seeded by ``(seed, task_keys[j])``, with the
+    distribution of ``nn.Linear``'s default (uniform ±1/√fan_in).
 
-    A head then depends on its task's definition, not on its position: two identical tasks
-    start (and stay) identical, and reordering the tasks permutes the heads. A class-set task
-    and its exact complement share a key with opposite signs: "not A" starts as the mirror
-    image of "A". Their losses differ only by a constant factor (pos_weight is neg/pos for one,
-    pos/neg for the other), which Adam's per-parameter normalisation cancels, so the two heads
-    stay mirror images and the two tasks keep the same p_true — the paper's observation that
-    "Living being" and "Not living being" get identical memberships, without waiting for two
-    independently initialised heads to converge.
+    A head then depends on its task, not on its position: reordering the tasks permutes the
+    heads. Every task has a key of its own (see :func:`task_key`), so every head starts
+    independently, as in the original code: two tasks with the same or complementary labels
+    (a duplicate, "Living being" / "Not living being") start apart and must earn similar
+    memberships from training.
     """
     bound = 1.0 / math.sqrt(heads.in_features)
     with torch.no_grad():
-        for j, (key, sign) in enumerate(task_keys):
+        for j, key in enumerate(task_keys):
             digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
             generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-            row = (torch.rand(heads.in_features + 1, generator=generator) * (2 * bound) - bound) * sign
+            row = torch.rand(heads.in_features + 1, generator=generator) * (2 * bound) - bound
             heads.weight[j] = row[:-1]
             heads.bias[j] = row[-1]
 
 
-def task_key(task: Task, class_names: tuple[str, ...] | list[str] | None = None) -> tuple[str, float]:
-    """What defines a task's labels, its name excluded, and a sign: equal keys, equal labels
-    (sign +1) or complementary labels (sign −1, class-set tasks when ``class_names`` is given)."""
-    if task.kind == "classes" and class_names:
-        positives = sorted(task.positives)
-        complement = sorted(set(class_names) - set(task.positives))
-        canonical = min(positives, complement)
-        return json.dumps(["classes", canonical, 0]), 1.0 if canonical == positives else -1.0
-    seed = task.seed if task.kind in ("random", "flipped") else 0
-    return json.dumps([task.kind, sorted(task.positives), seed]), 1.0
+def task_key(task: Task) -> str:
+    """A task's identity for seeding its head: its name and definition (names are unique in a
+    task set, so no two heads of a run share a key)."""
+    return json.dumps([task.name, task.kind, sorted(task.positives), task.seed])
 
 
-def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int],
-                 class_names: tuple[str, ...] | list[str] | None = None) -> MultiHeadNet:
+def seeded_model(spec: ExperimentSpec, image_shape: tuple[int, int, int]) -> MultiHeadNet:
     """The initial model of ``spec`` for images ``(H, W, C)``: trunk from ``spec.train.seed``,
-    heads from :func:`init_heads` (pass the dataset's ``class_names`` to mirror complements)."""
+    heads from :func:`init_heads`."""
     h, w, c = image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.train.seed)
         model = build_model(spec.train.model, c, (h, w), len(spec.tasks), feature_dim=spec.train.feature_dim)
-    init_heads(model.heads, [task_key(t, class_names) for t in spec.tasks], spec.train.seed)
+    init_heads(model.heads, [task_key(t) for t in spec.tasks], spec.train.seed)
     return model
 
 
@@ -384,8 +374,7 @@ def spec_training_data(spec: ExperimentSpec, device: torch.device, *,
     return dataset, labels, data
 
 
-def load_trained_model(store: ArtifactStore, run_id: str, image_shape: tuple[int, int, int],
-                       class_names: tuple[str, ...] | list[str] | None = None) -> MultiHeadNet:
+def load_trained_model(store: ArtifactStore, run_id: str, image_shape: tuple[int, int, int]) -> MultiHeadNet:
     """The MTL model of a completed run, as its last checkpoint left it (on the CPU, eval mode)."""
     spec = store.load_spec(run_id)
     if store.read_status(run_id).get("state") != "completed":
@@ -393,7 +382,7 @@ def load_trained_model(store: ArtifactStore, run_id: str, image_shape: tuple[int
     checkpoint = store.load_checkpoint(run_id)
     if checkpoint is None:
         raise ValueError(f"run {run_id} has no checkpoint")
-    model = seeded_model(spec, image_shape, class_names)
+    model = seeded_model(spec, image_shape)
     model.load_state_dict(model_state(checkpoint[0]))
     return model.eval()
 
@@ -464,7 +453,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                           "class_names": list(dataset.class_names),
                                           "super_groups": dataset.super_groups,
                                           "image_shape": list(dataset.image_shape), "source": dataset.source})
-    model = seeded_model(spec, dataset.image_shape, dataset.class_names)
+    model = seeded_model(spec, dataset.image_shape)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, weight_decay=spec.train.weight_decay,
                                batch_size=spec.train.batch_size, seed=spec.train.seed,
                                amp=precision_amp(spec.train.precision))

@@ -269,8 +269,8 @@ def test_branches_start_from_the_initial_or_the_trained_model(planted):
     ctx = RunContext(store, run_id, "cpu")
     image_shape = tuple(int(s) for s in ctx.data.x_train.shape[1:])
     x = torch.as_tensor(ctx.data.x_test[:16]).permute(0, 3, 1, 2).float() / 255
-    starts = {"initial": seeded_model(ctx.spec, image_shape, ctx.dataset.class_names).eval(),
-              "trained": load_trained_model(store, run_id, image_shape, ctx.dataset.class_names)}
+    starts = {"initial": seeded_model(ctx.spec, image_shape).eval(),
+              "trained": load_trained_model(store, run_id, image_shape)}
     with torch.no_grad():
         assert not torch.allclose(starts["initial"](x), starts["trained"](x))
         for weights_from, model in starts.items():
@@ -287,7 +287,7 @@ def test_branch_units_narrow_the_branches_and_keep_the_backbone(planted):
     store, run_id = planted
     ctx = RunContext(store, run_id, "cpu")
     image_shape = tuple(int(s) for s in ctx.data.x_train.shape[1:])
-    run_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
+    run_model = seeded_model(ctx.spec, image_shape)
     _, wide_factor = _branch_trainer(ctx, 2, 0)
     narrow, narrow_factor = _branch_trainer(ctx, 2, 0, branch_units=4)
     backbone, _ = split_trunk(run_model.trunk)

@@ -108,15 +108,22 @@ def _digits_spec(tasks=None, epochs=3, **train):
     return ExperimentSpec("digits", tasks, TrainConfig(epochs=epochs, **train), subset=400, test_subset=120)
 
 
-def test_identical_tasks_get_identical_data_maps(tmp_path):
+def test_every_head_starts_independently(tmp_path):
+    """No head is arranged to match another: a duplicate and a complement start from heads of
+    their own (neither equal nor mirrored), so whatever they share comes from training."""
     tasks = (Task("3", "classes", ("3",)), Task("three", "classes", ("3",)), Task("Round", "classes", ("0", "6", "8")),
-             Task("noise", "random"))
+             Task("Not round", "classes", tuple("1234579")), Task("noise", "random"))
+    heads = seeded_model(_digits_spec(tasks), (8, 8, 1)).heads.weight.detach()
+    for i in range(len(tasks)):
+        for j in range(i + 1, len(tasks)):
+            assert not torch.allclose(heads[i], heads[j]) and not torch.allclose(heads[i], -heads[j])
     store = ArtifactStore(tmp_path)
     run_id = train_run(_digits_spec(tasks), store)
     dm = data_map(store.iter_p_true(run_id, 3))
-    np.testing.assert_array_equal(dm.confidence[0], dm.confidence[1])
-    np.testing.assert_array_equal(dm.variability[0], dm.variability[1])
-    assert not np.array_equal(dm.confidence[0], dm.confidence[2])
+    assert not np.array_equal(dm.confidence[0], dm.confidence[1])  # not identical by construction
+    # ... yet after 3 epochs a duplicate's map is already closer to its original than another task's (0.044 vs 0.081)
+    same = np.abs(dm.confidence[0] - dm.confidence[1]).mean()
+    assert same < np.abs(dm.confidence[0] - dm.confidence[2]).mean()
 
 
 def test_heads_follow_the_task_not_its_position():

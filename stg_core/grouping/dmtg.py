@@ -337,13 +337,13 @@ def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int, weights_from: s
     check_branch_units(branch_units, weights_from, train.model)
     image_shape = tuple(int(s) for s in data.x_train.shape[1:])
     if weights_from == "trained":
-        mtl_model = load_trained_model(ctx.store, ctx.run_id, image_shape, ctx.dataset.class_names)
+        mtl_model = load_trained_model(ctx.store, ctx.run_id, image_shape)
     else:
-        mtl_model = seeded_model(ctx.spec, image_shape, ctx.dataset.class_names)
+        mtl_model = seeded_model(ctx.spec, image_shape)
     source = mtl_model
     if branch_units is not None:
         narrow = dataclasses.replace(ctx.spec, train=dataclasses.replace(train, feature_dim=int(branch_units)))
-        source = seeded_model(narrow, image_shape, ctx.dataset.class_names)
+        source = seeded_model(narrow, image_shape)
     net = GroupBranchNet(source, n_clusters)
     compute_factor = forward_flops(net, image_shape) / forward_flops(mtl_model, image_shape)
     trainer = MultiTaskTrainer(net, data, lr=train.lr, weight_decay=train.weight_decay,  # type: ignore[arg-type]

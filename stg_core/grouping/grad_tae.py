@@ -554,7 +554,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
                   "offset": offset, "clustering": clustering, "solver": solver}, n_tasks, n_clusters)
     m, s = subset_plan(n_tasks, n_subsets, subset_size)
     with Timer() as timer:
-        model = load_trained_model(ctx.store, ctx.run_id, ctx.dataset.image_shape, ctx.dataset.class_names)
+        model = load_trained_model(ctx.store, ctx.run_id, ctx.dataset.image_shape)
         # The trainer normalises images exactly as in training (its channel statistics).
         trainer = MultiTaskTrainer(model.to(ctx.device), ctx.data, record=False, channels_last=False, amp=False)
         model = trainer.model.eval()

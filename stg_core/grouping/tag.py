@@ -275,7 +275,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     n_epochs = epochs or t.epochs
     lr = float(lookahead_lr) if lookahead_lr is not None else t.lr
     with Timer() as timer:
-        model = seeded_model(ctx.spec, ctx.dataset.image_shape, ctx.dataset.class_names)
+        model = seeded_model(ctx.spec, ctx.dataset.image_shape)
         trainer = MultiTaskTrainer(model, ctx.data, lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
                                    seed=t.seed, record=False, amp=precision_amp(t.precision))
         meter = LookaheadAffinity(trainer, lr, task_chunk)
