@@ -25,7 +25,6 @@ Alignment with known groups (the paper's Figures 5 and 8–11): :func:`task_grou
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -37,11 +36,12 @@ from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 
 from stg_core.datamaps import DataMap, data_maps_at
+from stg_core.reduction import REPRESENTATIONS, reduce_gram, selection_gram, standardize_columns
+from stg_core.reduction import threadpool_controller as _threadpool_controller
 from stg_core.store import ArtifactStore, read_json, write_json
 from stg_core.tasks import Task
 from stg_core.validation import is_integer, is_number
 
-REPRESENTATIONS = ("raw", "standardized", "pattern")
 SCALINGS = ("none", "standard")
 
 # float64 elements per column chunk when streaming over the task vectors (32 MiB per chunk).
@@ -90,7 +90,7 @@ def task_vectors(data_maps: Sequence[DataMap], representation: str = "raw") -> n
     out = out.reshape(n_tasks, -1)
     if representation == "standardized":
         for sl in _column_chunks(out.shape):
-            out[:, sl] = _standardize_columns(out[:, sl].astype(np.float64))
+            out[:, sl] = standardize_columns(out[:, sl].astype(np.float64))
     elif representation == "pattern":
         sq = np.zeros(n_tasks)
         for sl in _column_chunks(out.shape):
@@ -111,6 +111,15 @@ def load_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] |
     an epoch that is not recorded. See :func:`task_vectors` for ``representation``.
     """
     _check_representation(representation)
+    wanted = recorded_selection(store, run_id, epochs)
+    maps = data_maps_at(store.iter_p_true(run_id, wanted[-1]), wanted)
+    return task_vectors(maps, representation)
+
+
+def recorded_selection(store: ArtifactStore, run_id: str, epochs: Sequence[int] | None = None) -> list[int]:
+    """``epochs`` of a run checked and sorted without duplicates (``None`` = every recorded
+    epoch). ``ValueError`` names an epoch that is not recorded, or a hole below the last one
+    chosen (the data map at epoch e needs every epoch from 1)."""
     recorded = store.recorded_epochs(run_id)
     if epochs is None:
         if not recorded:
@@ -129,34 +138,54 @@ def load_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] |
         if missing:
             raise ValueError(f"epoch {missing[0]} is not recorded for run {run_id} "
                              f"(recorded: {_ranges(recorded) or 'none'})")
-    # data maps at epoch e need epochs 1..e: a hole below the last wanted epoch is also an error
     holes = [e for e in range(1, wanted[-1] + 1) if e not in recorded]
     if holes:
         raise ValueError(f"epoch {holes[0]} is not recorded for run {run_id}, and the data map at "
                          f"epoch {wanted[-1]} needs every epoch from 1")
-    maps = data_maps_at(store.iter_p_true(run_id, wanted[-1]), wanted)
-    return task_vectors(maps, representation)
+    return wanted
+
+
+def has_statistics(store: ArtifactStore, run_id: str, epochs: Sequence[int] | None = None,
+                   representation: str = "raw", scaling: str = "none") -> bool:
+    """Can :func:`load_reduced_task_vectors` answer from the recorded Gram statistics (fast),
+    without reading p_true? False for runs recorded before the statistics existed (compute
+    them with :func:`stg_core.datamaps.record_statistics`) and for pattern vectors with
+    standard scaling, which no per-epoch statistic describes."""
+    if scaling == "standard" and representation == "pattern":
+        return False
+    wanted = recorded_selection(store, run_id, epochs)
+    return set(wanted) <= set(store.statistics_epochs(run_id))
 
 
 def load_reduced_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequence[int] | None = None,
                               representation: str = "raw", scaling: str = "none") -> tuple[np.ndarray, int]:
-    """The exact reduction of a run's task vectors and their original width ``D``, computed
-    once per (run, epochs, representation, scaling) and kept in the run folder
-    (``reduced/<key>.npy`` + ``.json``), so reopening a run re-clusters without reloading its
-    data maps. Pass ``n_features=D`` to :func:`cluster_tasks` for scikit-learn's exact result.
+    """The exact reduction ``(n_tasks, r)`` of a run's task vectors and their original width ``D``.
+    Pass ``n_features=D`` to :func:`cluster_tasks` for scikit-learn's exact result.
+
+    From the Gram statistics recorded with each epoch (:mod:`stg_core.reduction`): a sum of
+    small matrices and one eigendecomposition, whatever the representation and epochs.
+    Standard scaling of raw or standardized vectors is the standardized representation. Where
+    the statistics cannot answer (see :func:`has_statistics`), the task vectors are built from
+    p_true and reduced once per (run, epochs, representation, scaling), the result kept in the
+    run folder (``reduced/<key>.npy`` + ``.json``).
     """
     _check_representation(representation)
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; known scalings: {', '.join(SCALINGS)}")
-    recorded = store.recorded_epochs(run_id)
-    wanted = recorded if epochs is None else sorted({int(e) for e in epochs})
+    wanted = recorded_selection(store, run_id, epochs)
+    if scaling == "standard" and representation != "pattern":
+        representation, scaling = "standardized", "none"  # standardised raw columns are that representation
+    if has_statistics(store, run_id, wanted, representation, scaling):
+        grams = store.load_grams(run_id, wanted)
+        gram = selection_gram(grams, wanted, representation)
+        return reduce_gram(gram), len(wanted) * store.statistics_samples(run_id) * 2
     key_text = json.dumps({"epochs": wanted, "representation": representation, "scaling": scaling})
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     meta_path = store.run_dir(run_id) / "reduced" / f"r{key}.json"
     if meta_path.exists():
         meta = read_json(meta_path)
         return store.read_array(run_id, f"reduced/r{key}"), int(meta["n_features"])
-    x = load_task_vectors(store, run_id, epochs, representation)
+    x = load_task_vectors(store, run_id, wanted, representation)
     reduced = reduce_task_vectors(x, standardize=scaling == "standard")
     store.write_array(run_id, f"reduced/r{key}", reduced)
     write_json(meta_path, {**json.loads(key_text), "n_features": int(x.shape[1])})
@@ -199,20 +228,11 @@ def _reduce(x: np.ndarray, standardize: bool) -> np.ndarray:
             raise ValueError(f"task vectors contain NaN or infinite values "
                              f"(first at task {i}, column {sl.start + j}: {c[i, j]})")
         if standardize:
-            c = _standardize_columns(c)
+            c = standardize_columns(c)
         else:
             c -= c.mean(axis=0)
         gram += c @ c.T
-    gram = (gram + gram.T) / 2.0
-    eigval, eigvec = np.linalg.eigh(gram)
-    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
-    # Rounding puts the zero eigenvalues at about ±n·eps·λ_max; dropping one of them changes
-    # squared distances by at most 2λ, i.e. nothing measurable.
-    tiny = max(float(eigval[0]), 0.0) * n * np.finfo(np.float64).eps * 16
-    keep = eigval > tiny
-    if not keep.any():  # all tasks identical (or a single task): one zero column
-        return np.zeros((n, 1))
-    return np.ascontiguousarray(eigvec[:, keep] * np.sqrt(eigval[keep]))
+    return reduce_gram(gram)
 
 
 # --------------------------------------------------------------------------- memberships
@@ -574,22 +594,6 @@ def _column_chunks(shape: tuple[int, int]) -> list[slice]:
     return [slice(a, min(a + step, d)) for a in range(0, d, step)]
 
 
-def _standardize_columns(c: np.ndarray) -> np.ndarray:
-    """Columns of float64 ``c`` standardised in place (population std); constant columns -> 0,
-    with scikit-learn's test for "constant up to rounding"."""
-    n = c.shape[0]
-    mean = c.mean(axis=0)
-    c -= mean
-    var = np.einsum("ij,ij->j", c, c) / n
-    eps = np.finfo(np.float64).eps
-    constant = var <= n * eps * var + (n * mean * eps) ** 2
-    scale = np.sqrt(var)
-    scale[constant] = 1.0
-    c /= scale
-    c[:, constant] = 0.0
-    return c
-
-
 def _distances(y: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Euclidean distances ``(n, k)`` from direct differences (no ``|a|²+|b|²-2ab`` cancellation)."""
     from scipy.spatial.distance import cdist
@@ -606,16 +610,6 @@ def _fingerprint(x: np.ndarray) -> str:
         for row in x:
             h.update(np.ascontiguousarray(row).tobytes())
     return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _threadpool_controller() -> Any:
-    # threadpoolctl inspects every loaded shared library when a controller is created (~7 ms
-    # here, more than a whole re-clustering); created once, limiting threads costs ~50 µs. The
-    # controller only describes the loaded libraries: results do not depend on this cache.
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 def _ranges(epochs: list[int]) -> str:

@@ -13,11 +13,17 @@ One epoch gives variability 0, never NaN (the original's ddof=1 gives NaN there)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from stg_core.reduction import EpochStatistics
+
+if TYPE_CHECKING:
+    from stg_core.store import ArtifactStore
 
 
 class PTrueRecorder:
@@ -35,6 +41,63 @@ class PTrueRecorder:
     def epoch_values(self) -> np.ndarray:
         """This epoch's p_true as ``(n_tasks, n_samples)`` float16 on the host (one copy)."""
         return self.buffer.t().to(torch.float16).cpu().numpy()
+
+
+class GramAccumulator:
+    """Running sums of p_true and p_true² ``(n_tasks, N)`` float64 on ``device``, turned into
+    :class:`EpochStatistics` after each epoch (one ``(n_tasks, N) × (N, n_tasks)`` product per
+    representation, on the device that trains)."""
+
+    def __init__(self, n_tasks: int, n_samples: int, device: torch.device | str = "cpu") -> None:
+        self.total = torch.zeros((n_tasks, n_samples), dtype=torch.float64, device=device)
+        self.total_sq = torch.zeros_like(self.total)
+        self.n_epochs = 0
+
+    @torch.no_grad()
+    def add_epoch(self, p_true: torch.Tensor | np.ndarray) -> EpochStatistics:
+        """Add one epoch's p_true ``(n_tasks, N)`` (rounded to float16 first, as it is stored)
+        and return the statistics of the data maps over every epoch added so far."""
+        p = torch.as_tensor(p_true).to(self.total.device)
+        if p.shape != self.total.shape:
+            raise ValueError(f"p_true of shape {tuple(p.shape)} does not match {tuple(self.total.shape)}")
+        p = p.to(torch.float16).to(torch.float64)
+        self.total += p
+        self.total_sq += p * p
+        self.n_epochs += 1
+        return epoch_statistics(self.total, self.total_sq, self.n_epochs)
+
+
+@torch.no_grad()
+def epoch_statistics(total: torch.Tensor, total_sq: torch.Tensor, n_epochs: int) -> EpochStatistics:
+    """:class:`EpochStatistics` from the float64 sums of p_true and p_true² ``(n_tasks, N)``
+    over ``n_epochs`` epochs (confidence and variability as in :mod:`stg_core.datamaps`)."""
+    confidence = total / n_epochs
+    variability = (total_sq / n_epochs - confidence * confidence).clamp_min(0.0).sqrt()
+    grams = []
+    centred_c = confidence - confidence.mean(0)
+    centred_v = variability - variability.mean(0)
+    grams.append(centred_c @ centred_c.T + centred_v @ centred_v.T)
+    z_c, z_v = _standardized(confidence), _standardized(variability)
+    grams.append(z_c @ z_c.T + z_v @ z_v.T)
+    hard = 1.0 - confidence
+    grams.append(hard @ hard.T + variability @ variability.T)
+    gram = torch.stack(grams).cpu().numpy()
+    return EpochStatistics((gram + gram.transpose(0, 2, 1)) / 2.0, confidence.mean(1).cpu().numpy(),
+                           variability.mean(1).cpu().numpy(), int(total.shape[1]))
+
+
+def _standardized(c: torch.Tensor) -> torch.Tensor:
+    """Columns of ``c`` ``(n_tasks, N)`` standardised across tasks (population std); constant
+    columns become 0 with scikit-learn's test for "constant up to rounding" (the torch twin of
+    :func:`stg_core.reduction.standardize_columns`, run on the training device)."""
+    n = c.shape[0]
+    mean = c.mean(0)
+    centred = c - mean
+    var = (centred * centred).sum(0) / n
+    eps = float(np.finfo(np.float64).eps)
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = torch.where(constant, torch.ones_like(var), var.sqrt())
+    return torch.where(constant, torch.zeros_like(centred), centred / scale)
 
 
 @dataclass(frozen=True)
@@ -94,3 +157,27 @@ def _snapshot(total: np.ndarray, total_sq: np.ndarray, correct: np.ndarray, n: i
     # E[p²] − E[p]² can dip below zero by rounding; the clip keeps sqrt real (and 0 for one epoch).
     variability = np.sqrt(np.clip(total_sq / n - confidence**2, 0.0, None))
     return DataMap(confidence, variability, correct / n, n)
+
+
+def record_statistics(store: "ArtifactStore", run_id: str, *, device: torch.device | str = "cpu",
+                      progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """Compute and store the Gram statistics of every recorded epoch that lacks them in the
+    current version (runs recorded before they existed), streaming once over p_true; returns
+    the epochs written. ``progress(done, total)`` after each epoch."""
+    recorded = store.recorded_epochs(run_id)
+    have = set(store.statistics_epochs(run_id))
+    if not recorded or set(recorded) <= have:
+        return []
+    first = store.load_p_true(run_id, recorded[0])
+    accumulator = GramAccumulator(*first.shape, device=device)
+    written = []
+    for i, epoch in enumerate(recorded):
+        if epoch != i + 1:
+            raise ValueError(f"epoch {i + 1} of run {run_id} is not recorded: its data maps cannot be summed")
+        stats = accumulator.add_epoch(first if i == 0 else store.load_p_true(run_id, epoch))
+        if epoch not in have:
+            store.write_epoch_statistics(run_id, epoch, stats)
+            written.append(epoch)
+        if progress is not None:
+            progress(i + 1, len(recorded))
+    return written

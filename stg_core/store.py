@@ -9,6 +9,10 @@ Layout under the store root (``--store``, env ``STG_STORE``, default ``cache/``)
     runs/<id>/samples/labels.npy        (N, n_tasks) uint8 task labels of the training samples
     runs/<id>/samples/classes.npy       (N,) int64 original class of each sample (-1 for attributes)
     runs/<id>/datamaps/epoch_<e>.npy    (n_tasks, N) float16 p_true of epoch e (1-based)
+    runs/<id>/datamaps/gram_<e>.npy     (3, n_tasks, n_tasks) float64 Gram statistics of the data maps
+                                        at epoch e, one per representation (stg_core.reduction)
+    runs/<id>/datamaps/summary_<e>.npy  (2, n_tasks) float64 mean confidence and mean variability
+    runs/<id>/datamaps/statistics.json  version of the statistics and N
     runs/<id>/checkpoint.npz            weights + optimiser state of the last finished epoch
     index/                              diskcache index (JSONDisk) run id -> summary
 
@@ -35,6 +39,7 @@ import diskcache
 import numpy as np
 
 from stg_core.config import ExperimentSpec
+from stg_core.reduction import STATISTICS_VERSION, EpochStatistics
 
 _RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 
@@ -228,6 +233,46 @@ class ArtifactStore:
     def iter_p_true(self, run_id: str, last_epoch: int) -> Iterator[np.ndarray]:
         for e in range(1, last_epoch + 1):
             yield self.load_p_true(run_id, e)
+
+    def write_epoch_statistics(self, run_id: str, epoch: int, stats: EpochStatistics) -> None:
+        """Store the :class:`~stg_core.reduction.EpochStatistics` of ``epoch`` (1-based)."""
+        folder = self.run_dir(run_id) / "datamaps"
+        meta = {"version": STATISTICS_VERSION, "n_samples": stats.n_samples}
+        if not (folder / "statistics.json").exists() or read_json(folder / "statistics.json") != meta:
+            write_json(folder / "statistics.json", meta)
+        write_npy(folder / f"gram_{epoch}.npy", stats.gram)
+        write_npy(folder / f"summary_{epoch}.npy", np.stack([stats.mean_confidence, stats.mean_variability]))
+
+    def statistics_epochs(self, run_id: str) -> list[int]:
+        """Epochs whose Gram statistics are stored in the current version (``[]`` when the
+        run's statistics are missing or of another version: compute them again)."""
+        folder = self.run_dir(run_id) / "datamaps"
+        meta_path = folder / "statistics.json"
+        try:
+            meta = read_json(meta_path) if meta_path.exists() else {}
+        except ValueError:  # a damaged file: the statistics are recomputed
+            return []
+        if meta.get("version") != STATISTICS_VERSION:
+            return []
+        found = (re.fullmatch(r"gram_(\d+)\.npy", p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def statistics_samples(self, run_id: str) -> int:
+        """N, the number of training samples the stored statistics were computed over."""
+        return int(read_json(self.run_dir(run_id) / "datamaps" / "statistics.json")["n_samples"])
+
+    def load_grams(self, run_id: str, epochs: list[int]) -> dict[int, np.ndarray]:
+        """Gram statistics ``{epoch: (3, n_tasks, n_tasks)}`` of ``epochs``, memory-mapped (only
+        the representation used is read from disk)."""
+        folder = self.run_dir(run_id) / "datamaps"
+        out = {}
+        for e in epochs:
+            out[e] = np.load(folder / f"gram_{e}.npy", mmap_mode="r", allow_pickle=False)
+        return out
+
+    def load_summary(self, run_id: str, epoch: int) -> np.ndarray:
+        """``(2, n_tasks)``: each task's mean confidence and mean variability at ``epoch``."""
+        return np.load(self.run_dir(run_id) / "datamaps" / f"summary_{epoch}.npy", allow_pickle=False)
 
     def load_task_p_true(self, run_id: str, task_index: int, epochs: list[int]) -> np.ndarray:
         """p_true of one task at each of ``epochs``: ``(len(epochs), N)`` float16. Reads one row

@@ -156,6 +156,7 @@ def _kill_and_resume(tmp_path: Path, spec, train_args: list[str], seed: int, n_t
     assert store.read_status(run_id)["state"] == "completed"
     for e in range(1, epochs + 1):
         np.testing.assert_array_equal(store.load_p_true(run_id, e), reference.load_p_true(run_id, e))
+        np.testing.assert_array_equal(store.load_grams(run_id, [e])[e], reference.load_grams(run_id, [e])[e])
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(store.read_metrics(run_id)) == strip(reference.read_metrics(run_id))
 

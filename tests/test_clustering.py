@@ -426,21 +426,86 @@ def test_estimator_api():
     np.testing.assert_array_equal(tc.memberships_.argmax(axis=1), tc.labels_)
 
 
-def test_reduction_is_cached_per_run_epochs_and_scaling(recorded, monkeypatch):
+@pytest.mark.parametrize("representation", REPRESENTATIONS)
+def test_recorded_statistics_give_the_clustering_of_the_raw_vectors(recorded, representation, monkeypatch):
+    """The reduction comes from the Gram statistics recorded with each epoch (p_true is not
+    read) and gives, for every representation and epoch selection, the labels, memberships and
+    inertia of the clustering of the task vectors themselves. (Not for every k: where k is close
+    to the number of tasks, k-means++ meets exact ties — two mutual nearest neighbours lower the
+    potential equally — that rounding decides, differently in any two computations.)"""
+    store, run_id, spec = recorded
+    assert store.statistics_epochs(run_id) == [1, 2, 3]
+    for epochs in ([1, 2, 3], [2], [1, 3], [3, 1, 3]):
+        x = load_task_vectors(store, run_id, epochs, representation)
+        with monkeypatch.context() as m:
+            m.setattr(store, "load_p_true", lambda *a: pytest.fail("the statistics path read p_true"))
+            reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, epochs, representation)
+        assert n_features == x.shape[1]
+        np.testing.assert_allclose(pdist(reduced), pdist(x.astype(np.float64)), rtol=1e-6, atol=1e-9)
+        for k in (2, 3, 4, 6):
+            fast = cluster_tasks(reduced, k, n_features=n_features)
+            direct = TaskClusterer(k).fit(x)
+            np.testing.assert_array_equal(fast.labels, direct.labels_)
+            np.testing.assert_allclose(fast.memberships, direct.memberships_, atol=1e-6)
+            np.testing.assert_allclose(fast.inertia, direct.inertia_, rtol=1e-6)
+            km = _sklearn_kmeans(x, n_clusters=k, random_state=0, n_init=3)
+            np.testing.assert_array_equal(fast.labels, km.labels_)
+
+
+def test_standard_scaling_of_raw_vectors_is_the_standardized_representation(recorded):
+    store, run_id, spec = recorded
+    x = load_task_vectors(store, run_id, [1, 3])
+    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3], scaling="standard")
+    for k in (2, 3, 4):
+        np.testing.assert_array_equal(cluster_tasks(reduced, k, n_features=n_features).labels,
+                                      TaskClusterer(k, scaling="standard").fit(x).labels_)
+
+
+def test_without_statistics_the_reduction_is_computed_once_and_cached(recorded, monkeypatch):
+    """Pattern vectors with standard scaling have no per-epoch statistic (the pattern norm spans
+    the selection): they are reduced from p_true once per setting and cached in the run."""
     store, run_id, spec = recorded
     calls = []
     real = clustering.reduce_task_vectors
     monkeypatch.setattr(clustering, "reduce_task_vectors", lambda x, **kw: calls.append(kw) or real(x, **kw))
-    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3])
-    again, _ = clustering.load_reduced_task_vectors(store, run_id, [3, 1])
+    assert not clustering.has_statistics(store, run_id, [1, 3], "pattern", "standard")
+    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3], "pattern", "standard")
+    again, _ = clustering.load_reduced_task_vectors(store, run_id, [3, 1], "pattern", "standard")
     assert len(calls) == 1 and np.array_equal(reduced, again) and n_features == 2 * 400 * 2
-    clustering.load_reduced_task_vectors(store, run_id, [1, 3], scaling="standard")
-    clustering.load_reduced_task_vectors(store, run_id, [1, 3], representation="pattern")
-    assert len(calls) == 3
-    x = load_task_vectors(store, run_id, [1, 3])
-    direct = TaskClusterer(3).fit(x)
+    clustering.load_reduced_task_vectors(store, run_id, [1, 3], representation="pattern")  # statistics: no call
+    assert len(calls) == 1
+    x = load_task_vectors(store, run_id, [1, 3], "pattern")
+    direct = TaskClusterer(3, scaling="standard").fit(x)
     fast = cluster_tasks(reduced, 3, n_features=n_features)
     np.testing.assert_array_equal(fast.labels, direct.labels_)
     np.testing.assert_allclose(fast.memberships, direct.memberships_, rtol=1e-9)
     with pytest.raises(ValueError, match="unknown scaling"):
         clustering.load_reduced_task_vectors(store, run_id, [1], scaling="minmax")
+
+
+def test_statistics_of_an_old_run_are_computed_once_from_p_true(recorded, tmp_path):
+    """A run recorded before the statistics existed gets exactly the statistics training writes."""
+    import shutil
+
+    from stg_core.datamaps import record_statistics
+
+    store, run_id, spec = recorded
+    old = ArtifactStore(tmp_path / "old")
+    shutil.copytree(store.run_dir(run_id), old.run_dir(run_id))
+    for path in old.run_dir(run_id).glob("datamaps/*"):
+        if not path.name.startswith("epoch_"):
+            path.unlink()
+    assert old.statistics_epochs(run_id) == [] and not clustering.has_statistics(old, run_id)
+    seen = []
+    assert record_statistics(old, run_id, progress=lambda done, total: seen.append((done, total))) == [1, 2, 3]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    for e in (1, 2, 3):
+        np.testing.assert_array_equal(np.load(old.run_dir(run_id) / "datamaps" / f"gram_{e}.npy"),
+                                      np.load(store.run_dir(run_id) / "datamaps" / f"gram_{e}.npy"))
+        np.testing.assert_array_equal(old.load_summary(run_id, e), store.load_summary(run_id, e))
+    assert record_statistics(old, run_id) == []  # nothing left to do
+    from stg_core.datamaps import data_map
+
+    dm = data_map(store.iter_p_true(run_id, 3))
+    np.testing.assert_allclose(old.load_summary(run_id, 3), [dm.confidence.mean(1), dm.variability.mean(1)],
+                               rtol=1e-12)

@@ -193,8 +193,11 @@ def test_stopped_colour_run_resumes_to_the_same_result(tmp_path):
 
 def _assert_same_run(a: ArtifactStore, b: ArtifactStore, run_id: str, epochs: int) -> None:
     assert b.read_status(run_id)["state"] == "completed"
+    assert a.statistics_epochs(run_id) == b.statistics_epochs(run_id) == list(range(1, epochs + 1))
     for e in range(1, epochs + 1):
         np.testing.assert_array_equal(a.load_p_true(run_id, e), b.load_p_true(run_id, e))
+        np.testing.assert_array_equal(a.load_grams(run_id, [e])[e], b.load_grams(run_id, [e])[e])
+        np.testing.assert_array_equal(a.load_summary(run_id, e), b.load_summary(run_id, e))
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(a.read_metrics(run_id)) == strip(b.read_metrics(run_id))
     wa, _ = a.load_checkpoint(run_id)
