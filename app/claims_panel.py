@@ -8,41 +8,43 @@ from collections.abc import Sequence
 import pandas as pd
 import streamlit as st
 
-from stg_core.claims import FAILS, HOLDS, Claim
+from stg_core import jobs
+from stg_core.claims import FAILS, HOLDS, NOT_APPLICABLE, Claim, GroupingSettings
 
-_ICONS = {HOLDS: "✓ holds", FAILS: "✗ does not hold"}
+_ICONS = {HOLDS: "✓ holds", FAILS: "✗ does not hold", NOT_APPLICABLE: "— not applicable"}
 
 
 def claims_table(claims: Sequence[Claim]) -> pd.DataFrame:
-    return pd.DataFrame({"claim": [c.title for c in claims], "verdict": [_ICONS.get(c.verdict, "— not applicable")
-                                                                      for c in claims],
-                         "numbers": [c.detail for c in claims], "paper": [c.source for c in claims]})
+    """One row per claim: verdict, its numbers, the settings it was computed on and how it could fail."""
+    return pd.DataFrame({"claim": [c.title for c in claims], "verdict": [_ICONS[c.verdict] for c in claims],
+                         "numbers": [c.detail for c in claims], "computed on": [c.settings for c in claims],
+                         "does not hold when": [c.how_it_could_fail for c in claims],
+                         "paper": [c.source for c in claims]})
 
 
-def claims_panel(claims: Sequence[Claim], *, caption: str = "") -> None:
-    """A table of the paper's claims on the active run, one row per claim."""
+def claims_panel(claims: Sequence[Claim], grouping: GroupingSettings | None = None, *, store=None,
+                 run_id: str | None = None, caption: str = "") -> None:
+    """A table of the paper's claims on the active run, one row per claim; where the F1 claim
+    lacks an evaluation of this very grouping, a button launches one (given ``store``, ``run_id``
+    and ``grouping``)."""
     st.subheader("The paper's claims on this run")
     if caption:
         st.caption(caption)
-    st.dataframe(claims_table(claims), hide_index=True, width="stretch", key="claims",
-                 column_config={"numbers": st.column_config.TextColumn(width="large")})
+    # A static table, not a data grid: every sentence is shown whole (and is text in the page).
+    st.table(claims_table(claims).set_index("claim"))
+    f1 = next((c for c in claims if c.key == "f1"), None)
+    if f1 is None or f1.verdict != NOT_APPLICABLE or store is None or grouping is None:
+        return
+    if st.button("Evaluate this grouping", key="claims_evaluate",
+                 help=f"Launch an evaluation (MTL, STL, STG-MTL, random grouping) of exactly this grouping "
+                      f"({grouping.describe()}) in the background; the F1 claim then reads it."):
+        from stg_core.evaluation import evaluation_spec_for, save_evaluation_spec
 
-
-def run_claims(store, run_id: str, memberships, reduced, n_features: int, fuzziness: float) -> list[Claim]:
-    """The claims on ``run_id`` for the grouping ``memberships`` ``(n_tasks, k)``, with the
-    newest finished evaluation of the run that has STG-MTL, MTL and STL (if any)."""
-    from stg_core.claims import check_claims
-    from stg_core.evaluation import read_results
-
-    spec = store.load_spec(run_id)
-    info = store.read_dataset_info(run_id)
-    folder = store.run_dir(run_id) / "evaluations"
-    evaluation = None
-    finished = sorted(folder.glob("*/results.json"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
-    for path in reversed(finished):  # newest first
-        results = read_results(store, run_id, path.parent.name)
-        if results and {"stg", "mtl", "stl"} <= set(results["methods"]):
-            evaluation = results
-            break
-    return check_claims(memberships, reduced, spec.task_names, spec.tasks, info.get("class_names", []),
-                        info.get("super_groups"), fuzziness=fuzziness, evaluation=evaluation, n_features=n_features)
+        try:
+            spec = evaluation_spec_for(run_id, grouping, store.recorded_epochs(run_id))
+            eid = save_evaluation_spec(spec, store)
+            state = jobs.submit(store, jobs.Job(run_id, eid))
+        except (ValueError, OSError) as exc:
+            st.error(f"Could not launch the evaluation: {exc}")
+        else:
+            st.success(f"Evaluation {eid}: {state}. Follow it on the Evaluation page.")

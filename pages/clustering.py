@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import cluster_order, group_membership_bars, membership_heatmap, task_map
-from app.claims_panel import claims_panel, run_claims
+from app.claims_panel import claims_panel
 from app.state import active_run, glossary, to_url, url_default
-from stg_core.clustering import (REPRESENTATIONS, SCALINGS, alignment_scores, cluster_tasks,
-                                 load_reduced_task_vectors, task_groups)
+from stg_core.claims import GroupingSettings, run_claims
+from stg_core.clustering import REPRESENTATIONS, alignment_scores, cluster_tasks, load_reduced_task_vectors, task_groups
 from stg_core.store import ArtifactStore
 
 st.title("Clustering")
@@ -28,7 +28,7 @@ if not recorded:
 spec = store.load_spec(run_id)
 names = list(spec.task_names)
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3 = st.columns(3)
 max_k = min(len(names), 20)
 k = c1.slider("Clusters k", 2, max_k, url_default("k", min(3, max_k), int, lambda v: 2 <= v <= max_k), key="k",
               help="Number of task clusters (k-means on the tasks' data maps).")
@@ -37,9 +37,8 @@ fuzziness = c2.slider("Fuzziness F", 1.05, 5.0, url_default("F", 2.0, float, lam
                       help="F > 1; close to 1 gives nearly hard memberships, larger F softer ones (paper: 2).")
 representation = c3.selectbox("Representation", REPRESENTATIONS, key="representation",
                               index=REPRESENTATIONS.index(url_default("rep", "raw", str, REPRESENTATIONS.__contains__)),
-                              help="raw: the paper's data maps; standardized: per feature; pattern: which samples "
-                                   "a task finds hard, not how hard it is overall.")
-scaling = c4.selectbox("Scaling", SCALINGS, key="scaling", help="Per-feature standardisation before k-means.")
+                              help="raw: the paper's data maps; standardized: each feature standardised across "
+                                   "tasks; pattern: which samples a task finds hard, not how hard it is overall.")
 chosen = st.session_state.get("epochs", recorded)
 summary = f"all {len(recorded)}" if list(chosen) == recorded else f"{len(chosen)} of {len(recorded)}"
 with st.expander(f"Data-map epochs used: {summary}"):
@@ -52,8 +51,8 @@ to_url(k=k, F=fuzziness, rep=representation)
 
 
 @st.cache_data(show_spinner="Reducing the task vectors (once per setting)…", max_entries=16)
-def _reduced(root: str, run: str, chosen: tuple[int, ...], rep: str, scale: str) -> tuple[np.ndarray, int]:
-    return load_reduced_task_vectors(ArtifactStore(root), run, chosen, rep, scale)
+def _reduced(root: str, run: str, chosen: tuple[int, ...], rep: str) -> tuple[np.ndarray, int]:
+    return load_reduced_task_vectors(ArtifactStore(root), run, chosen, rep)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -63,7 +62,7 @@ def _alignment(labels: tuple[int, ...], known: tuple[str, ...]) -> dict:
 
 
 try:
-    reduced, n_features = _reduced(str(store.root), run_id, tuple(sorted(epochs)), representation, scaling)
+    reduced, n_features = _reduced(str(store.root), run_id, tuple(sorted(epochs)), representation)
     result = cluster_tasks(reduced, k, fuzziness, random_state=0, n_features=n_features)
 except ValueError as exc:
     st.error(str(exc))
@@ -118,6 +117,7 @@ d2.download_button("Memberships (JSON)", json.dumps({"run": run_id, "k": k, "fuz
                    help="Run, k, F, task names, memberships (n_tasks × k) and cluster labels, e.g. to use the "
                         "memberships as loss weights elsewhere.")
 
-claims_panel(run_claims(store, run_id, memberships, reduced, n_features, fuzziness),
-             caption=f"On this grouping (k = {k}, F = {fuzziness:.2f}, {representation} data maps); the super-group "
-                     "check clusters at k = the number of known groups.")
+grouping = GroupingSettings(k, float(fuzziness), representation, epochs=tuple(sorted(epochs)))
+claims_panel(run_claims(store, run_id, grouping, memberships, reduced, n_features), grouping, store=store,
+             run_id=run_id, caption=f"On this grouping ({grouping.describe()}); the super-group check clusters at "
+                                    "k = the number of known groups.")

@@ -6,10 +6,11 @@ import numpy as np
 import streamlit as st
 
 from app.charts import fuzziness_example, pipeline_figure
-from app.claims_panel import claims_panel, run_claims
+from app.claims_panel import claims_panel
 from app.state import PAGE_FILES, active_run, flash, glossary, show_flash, start_demo
+from stg_core.claims import GroupingSettings, run_claims
 from stg_core.clustering import cluster_tasks, fuzzy_memberships, load_reduced_task_vectors
-from stg_core.demo import available_demos
+from stg_core.demo import DEMOS, available_demos
 from stg_core.store import ArtifactStore
 
 st.title("STG-MTL Studio")
@@ -88,9 +89,15 @@ if not recorded:
     st.info("Run the demo (or launch a run from Experiment) to check the paper's claims on your own run.")
     st.stop()
 spec = store.load_spec(run_id)
-k = min(3, len(spec.tasks))
-reduced, n_features = load_reduced_task_vectors(store, run_id, recorded)
-result = cluster_tasks(reduced, k, 2.0, random_state=0, n_features=n_features)
-claims_panel(run_claims(store, run_id, result.memberships, reduced, n_features, 2.0),
-             caption=f"Run {run_id}, raw data maps over epochs 1–{recorded[-1]}, k = {k}, F = 2. "
-                     "Change k and F on the Clustering page.")
+demo_k = next((d.k for d in DEMOS.values() if d.spec.run_id() == run_id), None)
+grouping = GroupingSettings(demo_k or min(3, len(spec.tasks)), 2.0, epochs=tuple(recorded))
+try:
+    reduced, n_features = load_reduced_task_vectors(store, run_id, recorded)
+except ValueError as exc:
+    st.error(f"Cannot check the claims on run {run_id}: {exc}")
+    st.stop()
+result = cluster_tasks(reduced, grouping.k, grouping.fuzziness, random_state=grouping.seed, n_features=n_features)
+demo_note = " (the demo's k)" if demo_k else ""
+claims_panel(run_claims(store, run_id, grouping, result.memberships, reduced, n_features), grouping, store=store,
+             run_id=run_id, caption=f"Run {run_id}, {grouping.describe()}{demo_note}. Change k and F on the "
+                                    "Clustering page.")

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stg_core.clustering import alignment_scores, cluster_tasks, task_groups
 from stg_core.tasks import Task
+
+if TYPE_CHECKING:
+    from stg_core.store import ArtifactStore
 
 HOLDS, FAILS, NOT_APPLICABLE = "holds", "does not hold", "not applicable"
 
@@ -41,7 +44,8 @@ THRESHOLDS: dict[str, float] = {
 #: What would make each claim "does not hold", one line each (shown beside the verdicts).
 HOW_IT_COULD_FAIL: dict[str, str] = {
     "complements": f"the membership rows of a class-set task and its exact complement differ by more than "
-                   f"L1 {THRESHOLDS['complement_l1']} (their heads start independently: nothing forces them together)",
+                   f"L1 {THRESHOLDS['complement_l1']} (their heads start independently, so nothing forces them together; "
+                   "docs/claims.md lists how often it holds on the demos)",
     "random_isolated": "any other task — class, attribute or flipped — has its largest membership in the random "
                        "task's cluster",
     "super_groups": "at k = the number of known groups, the clusters of the one-vs-rest class tasks agree with the "
@@ -266,3 +270,27 @@ def check_claims(memberships: np.ndarray, reduced: np.ndarray, task_names: Seque
             check_super_groups(reduced, list(task_names), tasks, super_groups, fuzziness=fuzziness,
                                random_state=random_state, n_features=n_features, grouping=grouping),
             check_f1(evaluation, grouping, recorded_epochs, newest_evaluation)]
+
+
+def run_claims(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, memberships: np.ndarray,
+               reduced: np.ndarray, n_features: int) -> list[Claim]:
+    """Every claim on a stored run for the grouping on display (``memberships`` ``(n_tasks, k)``
+    with the settings ``grouping``; ``reduced`` ``(n_tasks, r)`` and ``n_features`` from
+    :func:`~stg_core.clustering.load_reduced_task_vectors` with the same settings). The F1
+    claim uses the newest finished evaluation of exactly this grouping, if any."""
+    from stg_core.evaluation import finished_evaluations
+
+    spec = store.load_spec(run_id)
+    info = store.read_dataset_info(run_id)
+    recorded = store.recorded_epochs(run_id)
+    evaluations = [r for r in finished_evaluations(store, run_id) if {"stg", "mtl", "stl"} <= set(r["methods"])]
+    matching = next((r for r in evaluations if evaluation_matches(r.get("spec", {}), grouping, recorded)), None)
+    newest = evaluations[0]["spec"] if evaluations and matching is None else None
+    last = max(grouping.epochs) if grouping.epochs else None
+    mean_confidence = None
+    if last is not None and last in store.statistics_epochs(run_id):
+        mean_confidence = dict(zip(spec.task_names, store.load_summary(run_id, last)[0].tolist()))
+    return check_claims(memberships, reduced, spec.task_names, spec.tasks, info.get("class_names", []),
+                        info.get("super_groups"), fuzziness=grouping.fuzziness, evaluation=matching,
+                        random_state=grouping.seed, n_features=n_features, grouping=grouping,
+                        mean_confidence=mean_confidence, recorded_epochs=recorded, newest_evaluation=newest)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from stg_core.config import ExperimentSpec
 from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json
 from stg_core.training import (MultiTaskTrainer, binary_counts, precision_amp, resolve_device, scores_from_counts,
                                seeded_model, spec_training_data)
+
+if TYPE_CHECKING:
+    from stg_core.claims import GroupingSettings
 
 METHODS = ("mtl", "stl", "stg", "stg-hard", "random")
 COMBINATIONS = ("probabilities", "logits")
@@ -203,6 +206,17 @@ def grouping_memberships(spec: EvaluationSpec, store: ArtifactStore) -> np.ndarr
     return clusterer.memberships_
 
 
+def evaluation_spec_for(run_id: str, grouping: "GroupingSettings", recorded_epochs: list[int], **kwargs: Any
+                        ) -> EvaluationSpec:
+    """The evaluation of the STG-MTL grouping ``grouping`` (data-map epochs written as ``None``
+    when they are all the recorded ones, as the Evaluation page writes them); ``kwargs`` set
+    the other fields (methods, combination, epochs)."""
+    epochs = None if list(grouping.epochs) == sorted(recorded_epochs) else tuple(grouping.epochs)
+    return EvaluationSpec(run_id, grouping.k, fuzziness=grouping.fuzziness, datamap_epochs=epochs,
+                          representation=grouping.representation, scaling=grouping.scaling, seed=grouping.seed,
+                          **kwargs)
+
+
 def save_evaluation_spec(spec: EvaluationSpec, store: ArtifactStore) -> str:
     """Validate ``spec`` against its run and create its folder; return the evaluation id."""
     run_spec = store.load_spec(spec.run_id)
@@ -219,6 +233,15 @@ def load_evaluation_spec(store: ArtifactStore, run_id: str, evaluation_id: str) 
 def read_results(store: ArtifactStore, run_id: str, evaluation_id: str) -> dict[str, Any] | None:
     path = evaluation_dir(store, run_id, evaluation_id) / "results.json"
     return read_json(path) if path.exists() else None
+
+
+def finished_evaluations(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+    """The results of every finished evaluation of a run, newest first."""
+    folder = store.run_dir(run_id) / "evaluations"
+    if not folder.exists():
+        return []
+    done = sorted((p for p in folder.glob("*/results.json")), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [r for r in (read_results(store, run_id, p.parent.name) for p in done) if r is not None]
 
 
 def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = "auto",

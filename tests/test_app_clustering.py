@@ -220,11 +220,22 @@ def test_reduction_columns_are_principal_component_scores():
 
 def test_claims_panel_follows_the_grouping(store, monkeypatch):
     at = _clustering_page(store.root, monkeypatch)
-    claims = at.dataframe[-1].value
+    claims = at.table[-1].value.reset_index()
     assert list(claims["paper"].str.startswith("Section")) == [True] * 4
     verdicts = dict(zip(claims["claim"], claims["verdict"]))
-    assert verdicts["Exact complements get the same memberships"] == "✓ holds"  # Round / Not round
+    from stg_core.claims import GroupingSettings, check_complements
+    from stg_core.clustering import cluster_tasks, load_reduced_task_vectors
+
+    run_id = store.run_ids()[0]
+    spec = store.load_spec(run_id)
+    reduced, n_features = load_reduced_task_vectors(store, run_id)
+    memberships = cluster_tasks(reduced, 3, 2.0, n_features=n_features).memberships
+    expected = check_complements(memberships, spec.task_names, spec.tasks, tuple(str(d) for d in range(10)))
+    assert verdicts["Exact complements get the same memberships"] == {"holds": "✓ holds",
+                                                                      "does not hold": "✗ does not hold"}[expected.verdict]
+    assert expected.detail in list(claims["numbers"])
     assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"
+    assert GroupingSettings(3, 2.0, epochs=(1, 2, 3)).describe() in list(claims["computed on"])
     at.slider(key="k").set_value(2).run()
     assert "k = 2" in at.caption[-1].value
 

@@ -209,7 +209,29 @@ def test_claims_panel_reports_the_f1_claim_from_the_runs_evaluation(evaluated, m
         if page != "overview":
             at.switch_page(f"../pages/{page}.py").run()
         assert not at.exception
-        claims = at.dataframe[-1].value.set_index("claim")
+        claims = at.table[-1].value.reset_index().set_index("claim")
         row = claims.loc["STG-MTL's test F1 beats MTL's and STL's"]
         assert row["verdict"] == expected, page
         assert f"STG-MTL {final['stg']:.3f}, MTL {final['mtl']:.3f}, STL {final['stl']:.3f}" in row["numbers"]
+
+
+def test_f1_claim_of_another_grouping_is_not_applicable_and_one_click_evaluates_it(evaluated, submitted,
+                                                                                      monkeypatch):
+    """At k = 4 the run's only evaluation (k = 3) is of another grouping: the F1 claim says which
+    settings that one used and a button launches the evaluation of the grouping on display."""
+    from stg_core.evaluation import EvaluationSpec
+
+    store, run_id, _ = evaluated
+    monkeypatch.setenv("STG_STORE", str(store.root))
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at.switch_page("../pages/clustering.py").run()
+    at.slider(key="k").set_value(4).run()
+    assert not at.exception
+    row = at.table[-1].value.reset_index().set_index("claim").loc["STG-MTL's test F1 beats MTL's and STL's"]
+    assert row["verdict"] == "— not applicable"
+    assert "the newest evaluation used k = 3, F = 2.00, raw data maps, data-map epochs 1–2" in row["numbers"]
+    assert row["computed on"] == "k = 4, F = 2.00, raw data maps, data-map epochs 1–2"
+    at.button(key="claims_evaluate").click().run()
+    expected = EvaluationSpec(run_id, 4).evaluation_id()
+    assert [j.evaluation_id for j in submitted] == [expected]
+    shutil.rmtree(store.run_dir(run_id) / "evaluations" / expected)  # the shared store keeps one evaluation

@@ -68,12 +68,24 @@ def g2_run(tmp_path_factory):
 
 
 def test_claims_panel_shows_verdicts_on_a_finished_run(g2_run, monkeypatch):
-    store, _ = g2_run
+    """The panel shows the engine's verdicts on the grouping it names (k = 3, F = 2, raw, every epoch)."""
+    from stg_core.claims import GroupingSettings, run_claims
+    from stg_core.clustering import cluster_tasks, load_reduced_task_vectors
+
+    store, run_id = g2_run
     at = _overview(store.root, monkeypatch)
     assert not at.exception
-    table = at.dataframe[-1].value
+    table = at.table[-1].value.reset_index()
     verdicts = dict(zip(table["claim"], table["verdict"]))
-    assert verdicts["Exact complements get the same memberships"] == "✓ holds"
+    grouping = GroupingSettings(3, 2.0, epochs=tuple(store.recorded_epochs(run_id)))
+    reduced, n_features = load_reduced_task_vectors(store, run_id)
+    memberships = cluster_tasks(reduced, 3, 2.0, n_features=n_features).memberships
+    expected = {c.title: c for c in run_claims(store, run_id, grouping, memberships, reduced, n_features)}
+    icons = {"holds": "✓ holds", "does not hold": "✗ does not hold", "not applicable": "— not applicable"}
+    assert verdicts == {title: icons[c.verdict] for title, c in expected.items()}
+    assert dict(zip(table["claim"], table["computed on"]))["Exact complements get the same memberships"] == \
+        "k = 3, F = 2.00, raw data maps, data-map epochs 1–4"
+    assert grouping.describe() in at.caption[-1].value
     assert verdicts["Class tasks cluster along the known super-groups"] == "— not applicable"  # digits: none
     assert verdicts["STG-MTL's test F1 beats MTL's and STL's"] == "— not applicable"  # no evaluation yet
     assert table["paper"].str.startswith("Section").all()

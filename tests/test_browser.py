@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from stg_core.demo import DEMOS
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 REQUIRED = any(os.environ.get(v, "").lower() not in ("", "0", "false") for v in ("CI", "STG_REQUIRE_BROWSER"))
@@ -40,10 +42,22 @@ HEATMAP_JS = """() => {
         const t = (plot._fullData || []).find(d => d.type === 'heatmap');
         if (t && t.z && t.z.length) {
             const z = Array.from(t.z, row => Array.from(row));
-            return {x: Array.from(t.x || [], String), columns: z[0].length, z: JSON.stringify(z)};
+            return {x: Array.from(t.x || [], String), y: Array.from(t.y || [], String), columns: z[0].length,
+                    z: JSON.stringify(z)};
         }
     }
     return null;
+}"""
+# The claims panel's table as drawn: one {claim: [cells...]} entry per body row.
+CLAIMS_JS = """() => {
+    const out = {};
+    for (const table of document.querySelectorAll('[data-testid="stTable"] table')) {
+        for (const row of table.querySelectorAll('tbody tr')) {
+            const cells = Array.from(row.querySelectorAll('th, td'), c => c.innerText.trim());
+            out[cells[0]] = cells.slice(1);
+        }
+    }
+    return out;
 }"""
 
 
@@ -277,9 +291,44 @@ def test_digits_preset_end_to_end(browser, app_url):  # browser first: skip befo
         context.close()
 
 
+def _claims_match_the_heatmap(walk: Walk, k: int) -> list[str]:
+    """The panel's verdicts on the random task and the complements follow the heatmap drawn
+    beside it: the random task's cluster-mates (argmax of its row) are exactly the tasks the
+    panel names, and the complements' verdict follows their rows' L1 distance. Returns the
+    random-task row's cells."""
+    import json
+
+    import numpy as np
+
+    from stg_core.claims import THRESHOLDS
+
+    heat = walk.heatmap()
+    assert heat["columns"] == k
+    z = np.array(json.loads(heat["z"]))
+    labels = dict(zip(heat["y"], z.argmax(1)))
+    rows = dict(zip(heat["y"], z))
+    table = walk.page.evaluate(CLAIMS_JS)
+    verdict, detail = table["A random-label task gets a cluster of its own"][:2]
+    mates = sorted(t for t, c in labels.items() if c == labels["Random"] and t != "Random")
+    if mates:
+        assert verdict == "✗ does not hold", (mates, detail)
+        named = detail.split("shared with ", 1)[1].split(" — ")[0].split(", ")
+        assert sorted(named) == mates
+    else:
+        assert verdict == "✓ holds" and detail.endswith(", alone")
+    assert f"cluster {labels['Random']}," in detail
+    verdict, detail = table["Exact complements get the same memberships"][:2]
+    l1 = float(np.abs(rows["Round"] - rows["Not round"]).sum())
+    assert f"{l1:.3f}" in detail
+    assert verdict == ("✓ holds" if l1 <= THRESHOLDS["complement_l1"] else "✗ does not hold")
+    assert table["A random-label task gets a cluster of its own"][2].startswith(f"k = {k}, F = 2.00")
+    return table["A random-label task gets a cluster of its own"]
+
+
 def test_demo_from_the_overview(browser, app_url):
     """The presenter's path: Overview → Run the demo → Training (animation) → Clustering (the
-    claims hold) → Evaluation, following the sidebar's demo guide."""
+    panel's verdicts follow the heatmap, at the demo's k and at k = 3) → Evaluation, following
+    the sidebar's demo guide."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
@@ -305,6 +354,17 @@ def test_demo_from_the_overview(browser, app_url):
         claims = page.get_by_text("The paper's claims on this run")
         claims.wait_for()
         walk.check("demo_clustering", show=claims)
+        thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Clusters k").locator('input[type="range"]')
+        assert thumb.input_value() == str(DEMOS["digits"].k)
+        _claims_match_the_heatmap(walk, DEMOS["digits"].k)
+        thumb.focus()
+        while int(thumb.input_value()) > 3:
+            thumb.press("ArrowLeft")
+            walk.idle()
+        page.wait_for_function(f"cols => ({HEATMAP_JS})()?.columns === cols", arg=3)
+        random_row = _claims_match_the_heatmap(walk, 3)
+        walk.check("demo_clustering_k3", show=claims)
+        assert "Downside" in random_row[1]  # at k = 3 the flipped task keeps the random task company
 
         sidebar.get_by_role("link", name="Next: Evaluation →").click()
         page.wait_for_url(re.compile("/evaluation"), timeout=STEP_TIMEOUT_MS)

@@ -30,15 +30,61 @@ def test_complements_hold_fail_and_not_applicable():
 def test_random_task_isolation():
     alone = _memberships({"Random": [0.1, 0.9]}, default=(0.9, 0.1))
     claim = claims.check_random_isolated(alone, G2_NAMES, G2)
-    assert claim.verdict == HOLDS and "alone" in claim.detail
-    # the flipped task is not a real task: sharing the random task's cluster with it is allowed
+    assert claim.verdict == HOLDS and claim.detail == "Random: cluster 1, alone"
+    # the flipped task is a real task: sharing the random task's cluster with it fails, and is named
     with_flip = _memberships({"Random": [0.1, 0.9], "Downside": [0.2, 0.8]}, default=(0.9, 0.1))
-    assert claims.check_random_isolated(with_flip, G2_NAMES, G2).verdict == HOLDS
-    shared = _memberships({"Random": [0.1, 0.9], "3": [0.2, 0.8]}, default=(0.9, 0.1))
+    claim = claims.check_random_isolated(with_flip, G2_NAMES, G2)
+    assert claim.verdict == FAILS and claim.detail == "Random: cluster 1, shared with Downside"
+    assert "alone" not in claim.detail
+    shared = _memberships({"Random": [0.1, 0.9], "3": [0.2, 0.8], "Odd": [0.3, 0.7]}, default=(0.9, 0.1))
     claim = claims.check_random_isolated(shared, G2_NAMES, G2)
-    assert claim.verdict == FAILS and "shared with 3" in claim.detail
+    assert claim.verdict == FAILS and claim.detail == "Random: cluster 1, shared with 3, Odd"
+    crowd = _memberships({n: [0.1, 0.9] for n in G2_NAMES})
+    claim = claims.check_random_isolated(crowd, G2_NAMES, G2)
+    assert claim.verdict == FAILS and claim.detail.endswith("and 9 more") and "alone" not in claim.detail
     g1 = get_preset("digits-g1").tasks
     assert claims.check_random_isolated(np.full((10, 2), 0.5), CLASSES, g1).verdict == NOT_APPLICABLE
+
+
+def test_random_task_claim_names_a_barely_learned_companion():
+    """When the random task's only company is a task the model has barely learned, the detail
+    says so with both mean confidences; a learned companion gets no such excuse."""
+    with_flip = _memberships({"Random": [0.1, 0.9], "Downside": [0.2, 0.8]}, default=(0.9, 0.1))
+    unlearned = {n: 0.95 for n in G2_NAMES} | {"Random": 0.51, "Downside": 0.56}
+    claim = claims.check_random_isolated(with_flip, G2_NAMES, G2, unlearned)
+    assert claim.verdict == FAILS
+    assert claim.detail == ("Random: cluster 1, shared with Downside — Downside is barely learned (mean confidence "
+                            "0.56 against Random's 0.51): the claim needs every real task learned, so train longer")
+    learned = unlearned | {"Downside": 0.80}
+    claim = claims.check_random_isolated(with_flip, G2_NAMES, G2, learned)
+    assert claim.detail == "Random: cluster 1, shared with Downside"
+    # a learned class task beside the unlearned one: no excuse either
+    both = _memberships({"Random": [0.1, 0.9], "Downside": [0.2, 0.8], "3": [0.3, 0.7]}, default=(0.9, 0.1))
+    assert "barely" not in claims.check_random_isolated(both, G2_NAMES, G2, unlearned).detail
+
+
+def test_two_random_tasks_may_share_a_cluster_without_real_tasks():
+    tasks = G2 + (Task("Noise", "random", seed=7),)
+    names = [t.name for t in tasks]
+    m = _memberships({"Random": [0.1, 0.9], "Noise": [0.2, 0.8]}, names, default=(0.9, 0.1))
+    claim = claims.check_random_isolated(m, names, tasks)
+    assert claim.verdict == HOLDS and claim.detail == "Random: cluster 1, shared with Noise; Noise: cluster 1, shared with Random"
+
+
+def test_every_claim_says_what_it_was_computed_on_and_how_it_could_fail():
+    grouping = claims.GroupingSettings(4, 2.0, "pattern", epochs=(1, 2, 3))
+    m = _memberships({"Random": [0.1, 0.9]}, default=(0.9, 0.1))
+    groups = {"low": ("0", "1", "2", "3", "4"), "high": ("5", "6", "7", "8", "9")}
+    reduced = np.random.default_rng(0).normal(size=(len(G2), 3))
+    verdicts = check_claims(m, reduced, G2_NAMES, G2, CLASSES, groups, grouping=grouping)
+    assert [c.key for c in verdicts] == ["complements", "random_isolated", "super_groups", "f1"]
+    for c in verdicts:
+        assert c.how_it_could_fail == claims.HOW_IT_COULD_FAIL[c.key] and c.how_it_could_fail
+    settings = {c.key: c.settings for c in verdicts}
+    assert settings["complements"] == settings["random_isolated"] == settings["f1"] == \
+        "k = 4, F = 2.00, pattern data maps, data-map epochs 1–3"
+    assert settings["super_groups"].startswith("k = 2, F = 2.00, pattern data maps")  # its own k
+    assert "0.05" in claims.HOW_IT_COULD_FAIL["complements"]
 
 
 def test_super_groups_hold_on_planted_structure_and_fail_on_noise():
@@ -53,15 +99,40 @@ def test_super_groups_hold_on_planted_structure_and_fail_on_noise():
     assert claims.check_super_groups(planted, list(CLASSES), tasks, None).verdict == NOT_APPLICABLE
 
 
+def _evaluation(k=3, fuzziness=2.0, representation="raw", datamap_epochs=None, f1=(0.8, 0.7, 0.75)):
+    spec = {"n_clusters": k, "fuzziness": fuzziness, "representation": representation, "scaling": "none",
+            "datamap_epochs": datamap_epochs, "seed": 0, "memberships": None}
+    return {"evaluation_id": "abcdef012345", "spec": spec,
+            "methods": {m: {"mean_f1": {"test": [0.5, v]}} for m, v in zip(("stg", "mtl", "stl"), f1)}}
+
+
 def test_f1_claim_needs_an_evaluation():
     assert claims.check_f1(None).verdict == NOT_APPLICABLE
-    results = {"methods": {m: {"mean_f1": {"test": [0.5, f1]}} for m, f1 in (("stg", 0.8), ("mtl", 0.7), ("stl", 0.75))}}
+    results = _evaluation()
     claim = claims.check_f1(results)
     assert claim.verdict == HOLDS and "STG-MTL 0.800" in claim.detail
     results["methods"]["stl"]["mean_f1"]["test"][-1] = 0.9
     assert claims.check_f1(results).verdict == FAILS
     del results["methods"]["stl"]
     assert claims.check_f1(results).verdict == NOT_APPLICABLE
+
+
+def test_f1_claim_only_reads_an_evaluation_of_the_grouping_on_display():
+    recorded = [1, 2, 3, 4]
+    grouping = claims.GroupingSettings(3, 2.0, "raw", epochs=tuple(recorded))
+    claim = claims.check_f1(_evaluation(), grouping, recorded)
+    assert claim.verdict == HOLDS and claim.settings.startswith("evaluation abcdef012345: k = 3, F = 2.00")
+    assert claims.check_f1(_evaluation(datamap_epochs=[1, 2, 3, 4]), grouping, recorded).verdict == HOLDS
+    for other in (_evaluation(k=4), _evaluation(fuzziness=1.5), _evaluation(representation="pattern"),
+                  _evaluation(datamap_epochs=[2, 4])):
+        claim = claims.check_f1(other, grouping, recorded)
+        assert claim.verdict == NOT_APPLICABLE
+        assert "the newest evaluation used k = " in claim.detail
+    claim = claims.check_f1(_evaluation(k=4), grouping, recorded)
+    assert claim.detail.endswith("the newest evaluation used k = 4, F = 2.00, raw data maps, data-map epochs 1–4")
+    given = _evaluation()
+    given["spec"]["memberships"] = [[1.0, 0.0, 0.0]] * 15
+    assert claims.check_f1(given, grouping, recorded).verdict == NOT_APPLICABLE  # another grouping's memberships
 
 
 def test_claims_on_a_recorded_digits_run(tmp_path):
@@ -77,8 +148,9 @@ def test_claims_on_a_recorded_digits_run(tmp_path):
     result = cluster_tasks(reduced, 3, 2.0, random_state=0, n_features=n_features)
     verdicts = {c.key: c for c in check_claims(result.memberships, reduced, spec.task_names, spec.tasks, CLASSES,
                                                None, n_features=n_features)}
-    assert verdicts["complements"].verdict == HOLDS
-    assert verdicts["random_isolated"].verdict in (HOLDS, FAILS)  # computed, not skipped
+    # computed, not skipped (heads start independently: the complements must earn their memberships)
+    assert verdicts["complements"].verdict in (HOLDS, FAILS) and "Round / Not round" in verdicts["complements"].detail
+    assert verdicts["random_isolated"].verdict in (HOLDS, FAILS)
     assert verdicts["super_groups"].verdict == NOT_APPLICABLE
     assert verdicts["f1"].verdict == NOT_APPLICABLE
     assert all(c.source.startswith("Section") for c in verdicts.values())

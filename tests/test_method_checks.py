@@ -16,45 +16,79 @@ def _memberships(store, run_id, k, representation="raw"):
 
 
 @pytest.fixture(scope="module")
-def g2(tmp_path_factory):
-    """digits-g2 with 40 epochs: long enough for the flipped task to be learned (with 15 epochs
-    of 6 batches its data map still looks like the random task's, and the two share a cluster)."""
+def g2_seeds(tmp_path_factory):
+    """The digits demo's run (digits-g2, 40 epochs) trained with seeds 0, 1 and 2."""
     store = ArtifactStore(tmp_path_factory.mktemp("g2"))
-    spec = spec_from_preset("digits-g2", train=TrainConfig(epochs=40))
-    return store, train_run(spec, store), list(spec.task_names)
-
-
-def test_random_task_gets_a_cluster_of_its_own_with_raw_data_maps(g2):
-    """At k = 4 (the digits demo's k: its guide promises this) the random task and the flipped
-    task each get a cluster of their own. At k = 3
-    the two share one on digits (measured on seeds 0-2): the flipped task is learned epochs
-    after the class tasks, so its mean confidence over the 40 epochs sits between theirs and
-    the random task's."""
-    store, run_id, names = g2
     assert DEMOS["digits"].spec == spec_from_preset("digits-g2", train=TrainConfig(epochs=40))
-    labels = _memberships(store, run_id, DEMOS["digits"].k).labels_
-    for task in ("Random", "Downside"):
-        own = labels[names.index(task)]
-        assert [n for n, c in zip(names, labels) if c == own] == [task]
+    runs = [train_run(DEMOS["digits"].spec.with_train(seed=seed), store) for seed in (0, 1, 2)]
+    return store, runs, list(DEMOS["digits"].spec.task_names)
 
 
-def test_exact_complements_get_the_same_memberships(g2):
-    store, run_id, names = g2
-    for k in (2, 3, 4):
-        m = _memberships(store, run_id, k).memberships_
-        assert np.abs(m[names.index("Round")] - m[names.index("Not round")]).sum() < 0.05
+def test_random_task_gets_a_cluster_of_its_own_at_the_demos_k(g2_seeds):
+    """At k = 4 (the digits demo's k: its guide promises this) the random task shares its
+    cluster with no other task, in each of the three seeds; at k = 3 it shares one with the
+    flipped task, learned epochs after the class tasks (its mean confidence sits between
+    theirs and the random task's), and the claims panel says "does not hold"."""
+    from stg_core.claims import FAILS, HOLDS, check_random_isolated
+
+    store, runs, names = g2_seeds
+    tasks = DEMOS["digits"].spec.tasks
+    for run_id in runs:
+        fitted = _memberships(store, run_id, DEMOS["digits"].k)
+        own = fitted.labels_[names.index("Random")]
+        assert [n for n, c in zip(names, fitted.labels_) if c == own] == ["Random"]
+        assert check_random_isolated(fitted.memberships_, names, tasks).verdict == HOLDS
+        fitted = _memberships(store, run_id, 3)
+        own = fitted.labels_[names.index("Random")]
+        assert [n for n, c in zip(names, fitted.labels_) if c == own] == ["Downside", "Random"]
+        claim = check_random_isolated(fitted.memberships_, names, tasks)
+        assert claim.verdict == FAILS and claim.detail.endswith("shared with Downside")
 
 
-def test_identical_tasks_get_the_same_memberships(tmp_path):
+def _documented_complement_l1(k_label: str) -> list[float]:
+    """The digits row of docs/claims.md's complements table at ``k_label``: L1 per seed 0-2."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "claims.md").read_text()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[0] == "digits G2" and cells[2] == k_label:
+            return [float(c) for c in cells[3:6]]
+    raise AssertionError(f"docs/claims.md has no digits G2 row at k = {k_label}")
+
+
+def test_complements_rate_on_the_digits_demo_is_the_documented_one(g2_seeds):
+    """Heads start independently, so "Round" and "Not round" must earn the same memberships:
+    on the digits demo at its k they do in 1 of 3 seeds (docs/claims.md). This test measures
+    the L1 distance per seed and checks it against the documented row, so the claim's rate
+    stated in the docs (and the panel's wording, which points there) stays true."""
+    from stg_core.claims import THRESHOLDS
+
+    store, runs, names = g2_seeds
+    measured = []
+    for run_id in runs:
+        m = _memberships(store, run_id, DEMOS["digits"].k).memberships_
+        measured.append(float(np.abs(m[names.index("Round")] - m[names.index("Not round")]).sum()))
+    documented = _documented_complement_l1(f"{DEMOS['digits'].k} (demo)")
+    np.testing.assert_allclose(measured, documented, atol=0.002,
+                               err_msg="re-measure with `python bench/claims.py` and update docs/claims.md")
+    holds = sum(d <= THRESHOLDS["complement_l1"] for d in measured)
+    assert 0 < holds < len(runs)  # neither always nor never: the claim is not reliable here
+
+
+def test_a_duplicate_task_shares_its_originals_cluster(tmp_path):
+    """A duplicate of a task ("three again") starts from its own head, yet lands in its
+    original's cluster; the complement ("not three") does at k = 2 only (docs/claims.md)."""
     tasks = spec_from_preset("digits-g1").tasks + (Task("three again", "classes", ("3",)),
                                                    Task("not three", "classes", tuple("012456789")))
     store = ArtifactStore(tmp_path)
     run_id = train_run(ExperimentSpec("digits", tasks, TrainConfig(epochs=8)), store)
     names = [t.name for t in tasks]
-    for k in (2, 4):
-        m = _memberships(store, run_id, k).memberships_
-        for other in ("three again", "not three"):
-            assert np.abs(m[names.index("3")] - m[names.index(other)]).sum() < 0.05
+    for k in (2, 3, 4, 6):
+        labels = _memberships(store, run_id, k).labels_
+        assert labels[names.index("3")] == labels[names.index("three again")]
+    labels = _memberships(store, run_id, 2).labels_
+    assert labels[names.index("3")] == labels[names.index("not three")]
 
 
 def test_reordering_the_tasks_permutes_the_memberships(tmp_path):
