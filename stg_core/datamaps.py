@@ -159,25 +159,52 @@ def _snapshot(total: np.ndarray, total_sq: np.ndarray, correct: np.ndarray, n: i
     return DataMap(confidence, variability, correct / n, n)
 
 
+class RunRecorder:
+    """Writes what a run records every epoch, in this order: p_true ``(n_tasks, N)`` float16
+    and its Gram statistics (:mod:`stg_core.reduction`), accumulated on ``device``. Training
+    and anything that produces a run's data maps by other means (a benchmark's synthetic run)
+    write through it, so the artifacts are the same."""
+
+    def __init__(self, store: "ArtifactStore", run_id: str, n_tasks: int, n_samples: int,
+                 device: torch.device | str = "cpu") -> None:
+        self.store, self.run_id = store, run_id
+        self.accumulator = GramAccumulator(n_tasks, n_samples, device)
+
+    def resume(self, epochs_done: int, progress: Callable[[int, int], None] | None = None) -> list[int]:
+        """Re-add the p_true of epochs ``1..epochs_done`` already stored (as stored: the sums are
+        those of an uninterrupted run), writing the statistics of any epoch that lacks them
+        (returned). ``progress(done, total)`` after each epoch."""
+        have = set(self.store.statistics_epochs(self.run_id))
+        written = []
+        for epoch in range(1, epochs_done + 1):
+            stats = self.accumulator.add_epoch(self.store.load_p_true(self.run_id, epoch))
+            if epoch not in have:
+                self.store.write_epoch_statistics(self.run_id, epoch, stats)
+                written.append(epoch)
+            if progress is not None:
+                progress(epoch, epochs_done)
+        return written
+
+    def record(self, epoch: int, p_true: np.ndarray) -> EpochStatistics:
+        """Store epoch ``epoch``'s (1-based, the next one) p_true ``(n_tasks, N)`` and its statistics."""
+        if epoch != self.accumulator.n_epochs + 1:
+            raise ValueError(f"epoch {epoch} recorded after epoch {self.accumulator.n_epochs}: epochs go in order")
+        stats = self.accumulator.add_epoch(p_true)
+        self.store.write_p_true(self.run_id, epoch, p_true)
+        self.store.write_epoch_statistics(self.run_id, epoch, stats)
+        return stats
+
+
 def record_statistics(store: "ArtifactStore", run_id: str, *, device: torch.device | str = "cpu",
                       progress: Callable[[int, int], None] | None = None) -> list[int]:
     """Compute and store the Gram statistics of every recorded epoch that lacks them in the
     current version (runs recorded before they existed), streaming once over p_true; returns
     the epochs written. ``progress(done, total)`` after each epoch."""
     recorded = store.recorded_epochs(run_id)
-    have = set(store.statistics_epochs(run_id))
-    if not recorded or set(recorded) <= have:
+    if not recorded or set(recorded) <= set(store.statistics_epochs(run_id)):
         return []
-    first = store.load_p_true(run_id, recorded[0])
-    accumulator = GramAccumulator(*first.shape, device=device)
-    written = []
-    for i, epoch in enumerate(recorded):
-        if epoch != i + 1:
-            raise ValueError(f"epoch {i + 1} of run {run_id} is not recorded: its data maps cannot be summed")
-        stats = accumulator.add_epoch(first if i == 0 else store.load_p_true(run_id, epoch))
-        if epoch not in have:
-            store.write_epoch_statistics(run_id, epoch, stats)
-            written.append(epoch)
-        if progress is not None:
-            progress(i + 1, len(recorded))
-    return written
+    if recorded != list(range(1, len(recorded) + 1)):
+        hole = next(e for e in range(1, len(recorded) + 1) if e not in recorded)
+        raise ValueError(f"epoch {hole} of run {run_id} is not recorded: its data maps cannot be summed")
+    n_tasks, n_samples = np.load(store.run_dir(run_id) / "datamaps" / "epoch_1.npy", mmap_mode="r").shape
+    return RunRecorder(store, run_id, n_tasks, n_samples, device).resume(len(recorded), progress)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from stg_core.config import ExperimentSpec
 from stg_core.data import Dataset, load_dataset
-from stg_core.datamaps import GramAccumulator, PTrueRecorder
+from stg_core.datamaps import PTrueRecorder, RunRecorder
 from stg_core.models import MultiHeadNet, build_model, resolve_model_name
 from stg_core.store import ArtifactStore
 from stg_core.tasks import Task, TaskLabels, apply_flips, build_labels
@@ -462,14 +462,8 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     if checkpoint is not None:
         trainer.load_state_arrays(*checkpoint)
         start = int(checkpoint[1]["epoch"])
-    # Running sums for the Gram statistics, on the training device; a resumed run re-adds the
-    # p_true it stored (float16, as the accumulator rounds it), so the sums are the same.
-    accumulator = GramAccumulator(len(spec.tasks), len(dataset.y_train), dev)
-    have = set(store.statistics_epochs(run_id))
-    for epoch in range(1, start + 1):
-        stats = accumulator.add_epoch(store.load_p_true(run_id, epoch))
-        if epoch not in have:  # recorded before the statistics existed
-            store.write_epoch_statistics(run_id, epoch, stats)
+    recorder = RunRecorder(store, run_id, len(spec.tasks), len(dataset.y_train), dev)
+    recorder.resume(start)
     rows = [r for r in store.read_metrics(run_id) if r["epoch"] <= start]
     model_name = resolve_model_name(spec.train.model, dataset.image_shape[:2])
     store.write_status(run_id, state="running", epochs_done=start, epochs=spec.train.epochs, pid=os.getpid(),
@@ -481,11 +475,9 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
             t0 = time.perf_counter()
             step = None if progress is None else (lambda b, nb, e=epoch: progress(e, spec.train.epochs, b, nb))
             result = trainer.train_epoch(epoch, step)
-            stats = accumulator.add_epoch(trainer.recorder.buffer.t())
             result.update(trainer.evaluate())
             seconds = time.perf_counter() - t0
-            store.write_p_true(run_id, epoch, result.pop("p_true"))
-            store.write_epoch_statistics(run_id, epoch, stats)
+            recorder.record(epoch, result.pop("p_true"))
             rows.append({"epoch": epoch, "seconds": seconds, **result})
             store.write_metrics(run_id, rows)
             arrays, meta = trainer.state_arrays()
