@@ -15,13 +15,18 @@ def cluster_order(memberships: np.ndarray) -> np.ndarray:
 
 
 def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order: Sequence[int] | None = None,
-                       title: str | None = None) -> go.Figure:
+                       title: str | None = None, bands: Sequence[str] | None = None,
+                       band_title: str = "known group") -> go.Figure:
     """Heatmap of memberships ``(n_tasks, k)``: tasks (rows, ordered by cluster) × clusters.
 
     ``order``: the task order (row indices of ``memberships``, top to bottom) instead of this
     grouping's own :func:`cluster_order` — e.g. one order shared by several groupings drawn side
-    by side. ``ValueError`` when it is not a permutation of the tasks.
+    by side. ``ValueError`` when it is not a permutation of the tasks. ``bands``: a label per
+    task (in the rows' order of ``memberships``, e.g. its known group; ``""`` for none), drawn
+    as a coloured band left of the heatmap, named on hover.
     """
+    from plotly.subplots import make_subplots
+
     memberships = np.asarray(memberships, dtype=np.float64)
     if order is None:
         order = cluster_order(memberships)
@@ -29,16 +34,53 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
         order = np.asarray(order, dtype=np.int64)
         if sorted(order.tolist()) != list(range(len(memberships))):
             raise ValueError(f"order must be a permutation of the {len(memberships)} tasks")
-    k = memberships.shape[1]
-    fig = go.Figure(go.Heatmap(
-        z=memberships[order], x=[f"cluster {j}" for j in range(k)], y=[task_names[i] for i in order],
-        zmin=0, zmax=1, colorscale="Blues", colorbar={"title": "membership"},
-        hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>",
-    ))
-    fig.update_layout(height=max(300, 22 * len(order) + 120), margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      yaxis={"type": "category", "autorange": "reversed"})  # names like "3" stay labels
+    k, n = memberships.shape[1], len(order)
+    rows = [task_names[i] for i in order]
+    heat = go.Heatmap(z=memberships[order], x=[f"cluster {j}" for j in range(k)], y=rows, zmin=0, zmax=1,
+                      colorscale="Blues", colorbar={"title": "membership"},
+                      hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")
+    row_height = 22 if n <= 40 else 14  # 100 tasks: 1,400 px, names still legible at 10 px
+    layout = {"height": max(300, row_height * n + 120), "margin": {"l": 10, "r": 10, "t": 30, "b": 10}}
+    if bands is None:
+        fig = go.Figure(heat)
+        fig.update_layout(**layout, yaxis={"type": "category", "autorange": "reversed"})  # names like "3" stay labels
+    else:
+        labels = [str(bands[i]) for i in order]
+        known = sorted({b for b in labels if b})
+        codes = np.array([[known.index(b) if b else np.nan] for b in labels], dtype=np.float64)
+        steps = max(len(known), 1)
+        scale = [[v, cluster_color(j)] for j in range(steps) for v in (j / steps, (j + 1) / steps)]
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.05, 0.95], horizontal_spacing=0.004)
+        fig.add_trace(go.Heatmap(z=codes, x=[band_title], y=rows, zmin=-0.5, zmax=steps - 0.5, colorscale=scale,
+                                 showscale=False, customdata=[[b] for b in labels],
+                                 hovertemplate="%{y}<br>" + band_title + ": %{customdata[0]}<extra></extra>"),
+                      row=1, col=1)
+        fig.add_trace(heat, row=1, col=2)
+        fig.update_layout(**layout)
+        fig.update_yaxes(type="category", autorange="reversed")
+        fig.update_xaxes(tickangle=-60, row=1, col=1)
+    if n > 40:
+        fig.update_yaxes(tickfont={"size": 10})
     if title is not None:
         fig.update_layout(title=title, margin={"t": 40})
+    return fig
+
+
+def contingency_heatmap(table: np.ndarray, groups: Sequence[str], clusters: Sequence[int], matched: int) -> go.Figure:
+    """Known groups (rows) × clusters (columns) of a :class:`stg_core.alignment.Contingency`:
+    task counts written in the cells, the ``matched`` pairs on the diagonal first."""
+    t = np.asarray(table)
+    x = [f"cluster {j}" for j in clusters]
+    fig = go.Figure(go.Heatmap(
+        z=t, x=x, y=list(groups), colorscale="Blues", zmin=0, colorbar={"title": "tasks"},
+        text=[[str(v) if v else "" for v in row] for row in t], texttemplate="%{text}",
+        hovertemplate="%{y} in %{x}: %{z} task(s)<extra></extra>"))
+    if matched:
+        fig.add_shape(type="line", x0=-0.5, y0=-0.5, x1=matched - 0.5, y1=matched - 0.5,
+                      line={"color": "rgba(214,39,40,0.5)", "width": 1, "dash": "dot"})
+    fig.update_layout(height=max(300, 24 * len(groups) + 150), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Known groups × clusters (matched pairs on the diagonal)",
+                      xaxis={"type": "category", "tickangle": -45}, yaxis={"type": "category", "autorange": "reversed"})
     return fig
 
 
@@ -69,42 +111,89 @@ def training_curves(metrics: Sequence[dict]) -> go.Figure:
     return fig
 
 
-def subsample(n: int, limit: int = 10_000, seed: int = 0) -> np.ndarray:
-    """Sorted indices of at most ``limit`` of ``n`` samples, the same on every call (for drawing)."""
+def subsample(n: int, limit: int = 10_000, seed: int = 0, labels: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``n`` samples, the same on every call (for drawing).
+    With 0/1 ``labels`` ``(n,)`` the draw is stratified: the positives (usually the rare class of
+    a one-vs-rest task) get up to half of the points, the negatives the rest."""
     if n <= limit:
         return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(n, size=limit, replace=False))
+    positive = np.flatnonzero(np.asarray(labels) > 0)
+    negative = np.flatnonzero(np.asarray(labels) <= 0)
+    n_pos = min(len(positive), limit // 2)
+    n_neg = min(len(negative), limit - n_pos)
+    return np.sort(np.concatenate([rng.choice(positive, n_pos, replace=False),
+                                   rng.choice(negative, n_neg, replace=False)]))
+
+
+#: Bins of the density layer drawn under a data map's points: variability (x) and confidence (y).
+DENSITY_BINS = (np.linspace(0.0, 0.5, 51), np.linspace(0.0, 1.0, 51))
+
+
+def datamap_density(confidence: np.ndarray, variability: np.ndarray) -> np.ndarray:
+    """Per epoch, a 2-D histogram of all samples on :data:`DENSITY_BINS` scaled to uint8 (255 =
+    the epoch's fullest bin, on a square-root scale so sparse regions stay visible):
+    ``(n_epochs, n_samples)`` confidence and variability → ``(n_epochs, 50, 50)``."""
+    out = np.zeros((len(confidence), len(DENSITY_BINS[1]) - 1, len(DENSITY_BINS[0]) - 1), dtype=np.uint8)
+    for e, (c, v) in enumerate(zip(confidence, variability)):
+        counts, _, _ = np.histogram2d(c, np.clip(v, 0.0, 0.5), bins=(DENSITY_BINS[1], DENSITY_BINS[0]))
+        if counts.max() > 0:
+            out[e] = np.round(255 * np.sqrt(counts / counts.max())).astype(np.uint8)
+    return out
 
 
 def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: Sequence[int],
                       color: np.ndarray, color_title: str, *, categorical: bool, title: str = "",
-                      start: int | None = None) -> go.Figure:
+                      start: int | None = None, hover: Sequence[str] | None = None,
+                      density: np.ndarray | None = None) -> go.Figure:
     """Data map of one task, animated over ``epochs``: ``confidence`` / ``variability`` are
-    ``(n_epochs, n_points)`` (points already subsampled), ``color`` ``(n_points,)`` (class
-    names when ``categorical``, else numbers such as correctness). WebGL scatter; a slider and
-    a play button step through the epochs; ``start`` is the epoch shown first (default last)."""
+    ``(n_epochs, n_points)`` (points already subsampled), ``color`` ``(n_points,)`` (labels such
+    as "positive" / "negative" when ``categorical``, else numbers such as correctness); ``hover``
+    ``(n_points,)`` extra text per point (e.g. its class). ``density`` ``(n_epochs, 50, 50)``
+    (:func:`datamap_density` of all samples) is drawn under the points. WebGL scatter; a slider
+    and a play button step through the epochs; ``start`` is the epoch shown first (default
+    last). Frames carry only the coordinates (and the density): colours and hover text are
+    sent once."""
     epochs = list(epochs)
     first = epochs.index(start) if start in epochs else len(epochs) - 1
-    hover = "variability %{x:.3f}<br>confidence %{y:.3f}<br>" + color_title + ": %{text}<extra></extra>"
-    if categorical:  # one trace per class, so the legend names the colours (and toggles classes)
+    conf = np.asarray(confidence, dtype=np.float32)
+    var = np.asarray(variability, dtype=np.float32)
+    text = None if hover is None else np.asarray([str(h) for h in hover])
+    hovertemplate = ("variability %{x:.3f}<br>confidence %{y:.3f}<br>" + color_title + ": %{meta}"
+                     + ("<br>%{text}" if text is not None else "") + "<extra></extra>")
+    traces: list = []
+    if density is not None:
+        centres = [(b[:-1] + b[1:]) / 2 for b in DENSITY_BINS]
+        traces.append(go.Heatmap(x=centres[0], y=centres[1], z=density[first], zmin=0, zmax=255, showscale=False,
+                                 colorscale=[[0, "rgba(0,0,0,0)"], [0.02, "rgba(90,90,90,0.10)"],
+                                             [1, "rgba(30,30,30,0.65)"]], hoverinfo="skip", name="all samples"))
+    if categorical:  # one trace per colour, so the legend names them (and toggles them)
         labels = np.array([str(c) for c in color])
-        groups = sorted(set(labels.tolist()), key=lambda s: (len(s), s))
+        groups = sorted(set(labels.tolist()), key=lambda s: ({"positive": 0, "negative": 1}.get(s, 2), len(s), s))
         members = [np.flatnonzero(labels == g) for g in groups]
-
-        def traces(i: int) -> list[go.Scattergl]:
-            return [go.Scattergl(x=variability[i, m], y=confidence[i, m], mode="markers", name=g,
-                                 marker={"size": 4, "color": _PALETTE[j % len(_PALETTE)]}, text=labels[m],
-                                 hovertemplate=hover) for j, (g, m) in enumerate(zip(groups, members))]
+        for j, (g, m) in enumerate(zip(groups, members)):
+            traces.append(go.Scattergl(
+                x=var[first, m], y=conf[first, m], mode="markers", name=g,
+                marker={"size": 4, "color": _PALETTE[j % len(_PALETTE)]},
+                text=None if text is None else text[m], hovertemplate=hovertemplate.replace("%{meta}", g)))
     else:
-        marker = {"size": 4, "color": color, "colorscale": "RdYlGn", "cmin": 0, "cmax": 1,
-                  "colorbar": {"title": color_title}}
-        text = [f"{c:.2f}" for c in color]
+        members = [np.arange(conf.shape[1])]
+        values = np.asarray(color, dtype=np.float32)
+        traces.append(go.Scattergl(
+            x=var[first], y=conf[first], mode="markers", showlegend=False, text=text,
+            customdata=values, marker={"size": 4, "color": values, "colorscale": "RdYlGn", "cmin": 0, "cmax": 1,
+                                       "colorbar": {"title": color_title}},
+            hovertemplate=hovertemplate.replace("%{meta}", "%{customdata:.2f}")))
+    offset = 1 if density is not None else 0
 
-        def traces(i: int) -> list[go.Scattergl]:
-            return [go.Scattergl(x=variability[i], y=confidence[i], mode="markers", marker=marker, text=text,
-                                 hovertemplate=hover, showlegend=False)]
+    def frame(i: int, e: int) -> go.Frame:
+        data = [go.Heatmap(z=density[i])] if density is not None else []
+        data += [go.Scattergl(x=var[i, m], y=conf[i, m]) for m in members]
+        return go.Frame(data=data, traces=list(range(offset + len(members))), name=str(e))
 
-    fig = go.Figure(data=traces(first), frames=[go.Frame(data=traces(i), name=str(e)) for i, e in enumerate(epochs)])
+    fig = go.Figure(data=traces, frames=[frame(i, e) for i, e in enumerate(epochs)])
     for name, region in DATAMAP_REGIONS.items():
         fig.add_shape(type="rect", x0=region["x"][0], x1=region["x"][1], y0=region["y"][0], y1=region["y"][1],
                       fillcolor=region["color"], line={"width": 0}, layer="below")
@@ -116,6 +205,7 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
     fig.update_layout(
         title=title, height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
+        legend={"title": color_title} if categorical else None,
         updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
                       "buttons": [{"label": "▶ play", "method": "animate", "args": [None, {**step, "fromcurrent": True}]},
                                   {"label": "❚❚", "method": "animate", "args": [[None], step]}]}],
@@ -325,35 +415,6 @@ GROUPING_LABELS = {"stg": "STG-MTL", "tag": "TAG", "grad-tae": "Grad-TAE", "dmtg
 
 def grouping_label(method: str) -> str:
     return GROUPING_LABELS.get(method, method)
-
-
-def match_clusters(memberships: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``memberships`` ``(n_tasks, k)`` with its columns permuted to best match ``reference``
-    ``(n_tasks, k)``: the permutation maximising the shared membership ``Σ_j ref[:, j]·w[:, π(j)]``
-    (Hungarian matching), so that the same column number means the same group in groupings
-    drawn side by side where they agree. Cluster numbers are arbitrary; nothing else changes."""
-    from scipy.optimize import linear_sum_assignment
-
-    w = np.asarray(memberships, dtype=np.float64)
-    ref = np.asarray(reference, dtype=np.float64)
-    if w.shape != ref.shape:
-        raise ValueError(f"memberships {w.shape} and reference {ref.shape} must have the same shape")
-    _, columns = linear_sum_assignment(ref.T @ w, maximize=True)
-    return w[:, columns]
-
-
-def pairwise_ari(labels: dict[str, Sequence[int]]) -> np.ndarray:
-    """Adjusted Rand index between every two groupings ``(m, m)``, in the order of ``labels``
-    (method -> cluster label of each task); 1 on the diagonal."""
-    from sklearn.metrics import adjusted_rand_score
-
-    rows = [np.asarray(v) for v in labels.values()]
-    m = len(rows)
-    out = np.ones((m, m))
-    for a in range(m):
-        for b in range(a + 1, m):
-            out[a, b] = out[b, a] = adjusted_rand_score(rows[a], rows[b])
-    return out
 
 
 def agreement_heatmap(ari: np.ndarray, methods: Sequence[str]) -> go.Figure:

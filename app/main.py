@@ -31,4 +31,10 @@ navigation = st.navigation(PAGES)
 st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")
 active_run_selector(store())
 demo_guide(navigation.url_path)
-navigation.run()
+try:
+    navigation.run()
+except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+    # A damaged or partial artifact that a page's own checks did not foresee: a message, not a traceback.
+    st.error(f"This page cannot be shown: {type(exc).__name__}: {exc}")
+    st.info("If a run's files were changed or partly deleted, train it again (launch the same settings from "
+            "**Experiment**) or choose another run in the sidebar.")

@@ -174,3 +174,66 @@ def completed_run_or_stop(s: ArtifactStore, then: str, needs: str) -> str:
 def glossary() -> None:
     with st.expander("Glossary"):
         st.markdown(GLOSSARY)
+
+
+def epochs_to_url(epochs: list[int], recorded: list[int]) -> str:
+    """A selection of epochs for the URL: ``"all"``, or ranges such as ``"1-10,20"``."""
+    if list(epochs) == list(recorded):
+        return "all"
+    parts, i = [], 0
+    while i < len(epochs):
+        j = i
+        while j + 1 < len(epochs) and epochs[j + 1] == epochs[j] + 1:
+            j += 1
+        parts.append(str(epochs[i]) if i == j else f"{epochs[i]}-{epochs[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def epochs_from_url(text: str | None, recorded: list[int]) -> list[int]:
+    """The inverse of :func:`epochs_to_url`, keeping recorded epochs only; every recorded epoch
+    when ``text`` is absent, ``"all"`` or names none of them."""
+    if not text or text == "all":
+        return list(recorded)
+    wanted: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            if int(hi or lo) - int(lo) > 100_000:
+                return list(recorded)
+            wanted.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        return list(recorded)
+    return [e for e in recorded if e in wanted] or list(recorded)
+
+
+def run_problems_or_stop(s: ArtifactStore, run_id: str) -> None:
+    """Stop the page with what is missing or damaged in the run's artifacts, and how to recover
+    (instead of a traceback from the first unreadable file)."""
+    problems = s.check_run(run_id)
+    if not problems:
+        return
+    st.error(f"Run {run_id} cannot be shown: " + "; ".join(problems) + ".")
+    st.info("To recover, train the run again: launch the same settings from **Experiment** (or "
+            "`python -m stg_core train ...`) after removing the run's folder "
+            f"`{s.run_dir(run_id)}`. Other runs are not affected.")
+    st.stop()
+
+
+def statistics_or_stop(s: ArtifactStore, run_id: str) -> None:
+    """Compute the Gram statistics of a run recorded before they existed (once, with a progress
+    bar) so that the Clustering page never reads p_true."""
+    from stg_core.clustering import has_statistics
+    from stg_core.datamaps import record_statistics
+
+    if has_statistics(s, run_id):
+        return
+    bar = st.progress(0.0, text="This run was recorded before the clustering statistics existed: computing them "
+                                "once from its data maps…")
+    try:
+        record_statistics(s, run_id, progress=lambda done, total: bar.progress(
+            done / total, text=f"Computing the clustering statistics once: epoch {done} of {total}"))
+    except (OSError, ValueError) as exc:
+        st.error(f"Cannot compute the clustering statistics of run {run_id}: {exc}")
+        st.stop()
+    bar.empty()

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import (affinity_heatmap, agreement_heatmap, cluster_order, grouping_label, match_clusters,
-                        membership_heatmap, pairwise_ari)
+from app.charts import affinity_heatmap, agreement_heatmap, cluster_order, grouping_label, membership_heatmap
 from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
-from stg_core.clustering import alignment_scores, task_groups
+from stg_core.alignment import alignment_scores, match_clusters, pairwise_ari, run_task_groups
 from stg_core.evaluation import EvaluationSpec, evaluation_dir, read_results, save_evaluation_spec
 from stg_core.grouping import (GROUPING_METHODS, GroupingSpec, default_params, list_groupings, read_grouping,
                                save_grouping_spec)
@@ -350,8 +349,7 @@ def _alignment(labels: tuple[int, ...], known: tuple[str, ...]) -> dict:
     return alignment_scores(np.asarray(labels), list(known))
 
 
-super_groups = store.read_dataset_info(run_id).get("super_groups")
-groups = task_groups(names, run_spec.tasks, super_groups) if super_groups else {}
+groups = run_task_groups(store, run_id)
 if len(set(groups.values())) >= 2:
     st.subheader("Alignment with the known groups")
     rows = []

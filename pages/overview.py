@@ -7,7 +7,8 @@ import streamlit as st
 
 from app.charts import fuzziness_example, pipeline_figure
 from app.claims_panel import claims_panel
-from app.state import PAGE_FILES, active_run, flash, glossary, show_flash, start_demo
+from app.state import (PAGE_FILES, active_run, flash, glossary, run_problems_or_stop, show_flash, start_demo,
+                       statistics_or_stop)
 from stg_core.claims import GroupingSettings, run_claims
 from stg_core.clustering import cluster_tasks, fuzzy_memberships, load_reduced_task_vectors
 from stg_core.demo import DEMOS, available_demos
@@ -88,6 +89,8 @@ recorded = store.recorded_epochs(run_id) if run_id else []
 if not recorded:
     st.info("Run the demo (or launch a run from Experiment) to check the paper's claims on your own run.")
     st.stop()
+run_problems_or_stop(store, run_id)
+statistics_or_stop(store, run_id)
 spec = store.load_spec(run_id)
 demo_k = next((d.k for d in DEMOS.values() if d.spec.run_id() == run_id), None)
 grouping = GroupingSettings(demo_k or min(3, len(spec.tasks)), 2.0, epochs=tuple(recorded))

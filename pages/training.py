@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import datamap_animation, subsample, training_curves
-from app.state import PAGE_FILES, active_run, glossary, run_label, show_flash, to_url, url_default
+from app.charts import datamap_animation, datamap_density, subsample, training_curves
+from app.state import (PAGE_FILES, active_run, glossary, run_label, run_problems_or_stop, show_flash, to_url,
+                       url_default)
 from stg_core import jobs
 from stg_core.datamaps import data_maps_at
 from stg_core.store import ArtifactStore
@@ -41,9 +42,11 @@ def _eta(seconds: float | None) -> str:
 
 @st.fragment(run_every=2 if initial_state in jobs.ACTIVE else None)
 def progress_panel() -> None:
-    """Re-runs alone every 2 s while the job is active: progress, buttons, curves."""
+    """Re-runs alone every 2 s while the job is active: heading, progress, buttons, curves."""
     status = store.read_status(run_id)
     state = status.get("state", "missing")
+    st.subheader(run_label({**next(r for r in runs if r["id"] == run_id), "state": state,
+                            "epochs_done": status.get("epochs_done", 0)}))
     if initial_state in jobs.ACTIVE and state not in jobs.ACTIVE:
         st.rerun()  # finished or stopped: redraw the whole page once (data maps, buttons), stop polling
     done, total = status.get("epochs_done", 0), spec.train.epochs
@@ -68,7 +71,6 @@ def progress_panel() -> None:
         st.plotly_chart(training_curves(metrics), key="curves")
 
 
-st.subheader(run_label(next(r for r in runs if r["id"] == run_id)))
 progress_panel()
 log = job.log_path(store)
 with st.expander("Worker log"):
@@ -81,39 +83,61 @@ recorded = store.recorded_epochs(run_id)
 if not recorded:
     st.info("No epoch recorded yet: the data maps appear after the first epoch.")
     st.stop()
+run_problems_or_stop(store, run_id)
 names = list(spec.task_names)
 info = store.read_dataset_info(run_id)
+class_names = info.get("class_names", [])
+colourings = ["task label", "correctness"] + (["class"] if info.get("kind") == "classes" and len(class_names) <= 20
+                                              else [])
 c1, c2, c3 = st.columns(3)
 task = c1.selectbox("Task", names, index=names.index(url_default("task", names[0], str, names.__contains__)),
                     key="task", help="Whose data map to draw: each point is a training sample.")
 other = c2.selectbox("Compare with", ["(none)", *names], key="task2", help="A second task, drawn beside the first.")
-color_by = c3.radio("Colour by", ["class", "correctness"], key="color_by", horizontal=True,
-                    help="class: the sample's original class; correctness: fraction of epochs where p_true > 0.5.")
+color_by = c3.radio("Colour by", colourings, key="color_by", horizontal=True,
+                    help="task label: the sample's label for this task (positive / negative); correctness: the "
+                         "fraction of epochs with p_true > 0.5; class: the sample's original class (offered up to "
+                         "20 classes — the class is always on hover).")
 to_url(task=task)
+POINTS = 2_000  # points drawn per frame: 50 frames of 2,000 stay under 2 MB sent to the browser
 
 
-@st.cache_data(max_entries=32, show_spinner="Computing data maps…")
-def _task_maps(root: str, run: str, task_index: int, epochs: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """Confidence, variability and correctness ``(n_epochs, n_points)`` of one task on the drawn subsample."""
-    p = ArtifactStore(root).load_task_p_true(run, task_index, list(range(1, epochs[-1] + 1)))
-    keep = subsample(p.shape[1])
-    maps = data_maps_at(iter(p[:, None, keep]), epochs)  # each epoch's p_true as (1, n_points)
-    return tuple(np.stack([getattr(m, f)[0] for m in maps]) for f in ("confidence", "variability", "correctness"))
+@st.cache_data(max_entries=16, show_spinner="Computing the data map…")
+def _task_maps(root: str, run: str, task_index: int, epochs: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """One task's data map at every epoch, from one p_true row per epoch (running sums): the
+    drawn points' confidence / variability ``(n_epochs, n_points)`` and correctness, their
+    indices, and the density of all samples ``(n_epochs, 50, 50)`` when they are too many to draw."""
+    s = ArtifactStore(root)
+    p = s.load_task_p_true(run, task_index, list(range(1, epochs[-1] + 1)))
+    labels = s.read_array(run, "samples/labels")[:, task_index]
+    keep = subsample(p.shape[1], POINTS, labels=labels)
+    maps = data_maps_at(iter(p[:, None, :]), epochs)  # each epoch's p_true as (1, N)
+    confidence = np.stack([m.confidence[0] for m in maps])
+    variability = np.stack([m.variability[0] for m in maps])
+    out = {"keep": keep, "confidence": confidence[:, keep], "variability": variability[:, keep],
+           "correctness": maps[-1].correctness[0][keep], "labels": labels[keep]}
+    if p.shape[1] > len(keep):
+        out["density"] = datamap_density(confidence, variability)
+    return out
 
 
 classes = store.read_array(run_id, "samples/classes")
-class_names = info.get("class_names", [])
 shown = [task] if other in ("(none)", task) else [task, other]
 columns = st.columns(len(shown))
 for col, name in zip(columns, shown):
-    confidence, variability, correctness = _task_maps(str(store.root), run_id, names.index(name), tuple(recorded))
-    keep = subsample(len(classes))
-    if color_by == "class" and info.get("kind") == "classes":
-        color, categorical = np.array([class_names[c] for c in classes[keep]]), True
+    maps = _task_maps(str(store.root), run_id, names.index(name), tuple(recorded))
+    keep = maps["keep"]
+    hover = [class_names[c] if 0 <= c < len(class_names) else "" for c in classes[keep]] if class_names else None
+    if color_by == "task label":
+        color, title, categorical = np.where(maps["labels"] > 0, "positive", "negative"), "label", True
+    elif color_by == "class":
+        color, title, categorical = np.array(hover), "class", True
     else:
-        color, categorical = correctness[-1], False
-    col.plotly_chart(datamap_animation(confidence, variability, recorded, color,
-                                       "class" if categorical else "correctness", categorical=categorical,
-                                       title=f"data map of {name}"), key=f"datamap_{name}")
-if len(classes) > 10_000:
-    st.caption(f"Drawing a fixed subsample of 10,000 of the {len(classes):,} training samples.")
+        color, title, categorical = maps["correctness"], "correctness", False
+    col.plotly_chart(datamap_animation(maps["confidence"], maps["variability"], recorded, color, title,
+                                       categorical=categorical, title=f"data map of {name}",
+                                       hover=None if color_by == "class" else hover, density=maps.get("density")),
+                     key=f"datamap_{name}")
+n_samples = len(classes)
+if n_samples > POINTS:
+    st.caption(f"Points: a seeded sample of {POINTS:,} of the {n_samples:,} training samples (the task's positives "
+               f"get up to half of them); grey shading: the density of all {n_samples:,}, epoch by epoch.")

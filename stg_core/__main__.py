@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stg_core.alignment import run_alignment
 from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig, data_fingerprint
 from stg_core.data import DATASET_NAMES, DatasetNotFoundError, dataset_status
 from stg_core.datamaps import data_map
@@ -182,7 +183,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     fitted = TaskClusterer(args.k, fuzziness=args.fuzziness, scaling=scaling, random_state=args.seed).fit(vectors)
     memberships, labels = fitted.memberships_, fitted.labels_
     names = list(spec.task_names)
-    alignment = _alignment(store, run_id, labels, args.seed)
+    alignment = run_alignment(store, run_id, labels, args.seed)
     if args.json:
         out = {"run": run_id, "k": args.k, "fuzziness": args.fuzziness, "representation": representation,
                "scaling": scaling, "tasks": names, "memberships": memberships.round(6).tolist(),
@@ -194,22 +195,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     print(f"run {run_id}  k={args.k}  F={args.fuzziness}  representation={representation}  scaling={scaling}")
     _print_memberships(names, memberships, labels, alignment)
     return 0
-
-
-def _alignment(store: ArtifactStore, run_id: str, labels: np.ndarray, seed: int) -> dict | None:
-    """ARI / NMI / purity of cluster ``labels`` against the dataset's known groups, if it has them."""
-    from stg_core.clustering import alignment_scores, task_groups
-
-    spec = store.load_spec(run_id)
-    super_groups = store.read_dataset_info(run_id).get("super_groups")
-    if not super_groups:
-        return None
-    names = list(spec.task_names)
-    groups = task_groups(names, spec.tasks, super_groups)
-    if len(set(groups.values())) < 2:
-        return None
-    idx = [names.index(t) for t in groups]
-    return alignment_scores(np.asarray(labels)[idx], list(groups.values()), random_state=seed)
 
 
 def _print_memberships(names: list[str], memberships: np.ndarray, labels: np.ndarray, alignment: dict | None) -> None:
@@ -254,7 +239,7 @@ def cmd_group(args: argparse.Namespace) -> int:
                   flush=True)
 
     result = run_grouping(spec, store, device=args.device, progress=progress)
-    alignment = _alignment(store, run_id, result.labels, args.seed)
+    alignment = run_alignment(store, run_id, result.labels, args.seed)
     if args.json:
         out = {"run": run_id, "k": args.k, "grouping_id": spec.grouping_id(), "params": spec.resolved_params(),
                **result.to_json()}

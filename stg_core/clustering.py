@@ -19,15 +19,15 @@ few tasks (tens to a thousand), so the work is split in two:
 :class:`TaskClusterer` wraps both as a scikit-learn style estimator and caches the reduction,
 so ``set_params(n_clusters=...)`` followed by ``fit`` on the same array skips step 1.
 
-Alignment with known groups (the paper's Figures 5 and 8–11): :func:`task_groups`,
-:func:`alignment_scores`, :func:`group_membership_table`.
+Alignment with known groups (the paper's Figures 5 and 8–11) lives in :mod:`stg_core.alignment`
+(its functions are importable from here too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 
+from stg_core.alignment import alignment_scores, group_membership_table, task_groups  # noqa: F401 - re-exported
 from stg_core.datamaps import DataMap, data_maps_at
 from stg_core.reduction import REPRESENTATIONS, reduce_gram, selection_gram, standardize_columns
 from stg_core.reduction import threadpool_controller as _threadpool_controller
@@ -422,135 +423,6 @@ class TaskClusterer(BaseEstimator):
     def fit_predict(self, task_vectors: np.ndarray, y: Any = None) -> np.ndarray:
         """``fit`` then return ``labels_``."""
         return self.fit(task_vectors).labels_
-
-
-# --------------------------------------------------------------------------- known groups
-
-def task_groups(task_names: Sequence[str], tasks: Sequence[Task],
-                super_groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
-    """Known group of each one-vs-rest class task, by task name.
-
-    A task of ``task_names`` (looked up by name in ``tasks``) gets a group when it is a
-    ``classes`` task with exactly one positive class and that class is in one of
-    ``super_groups`` (group name -> class names, as in the run's ``dataset.json``). Other
-    tasks (class sets, attributes, random, flipped, classes in no group) are absent.
-    ``ValueError`` for a name not in ``tasks`` or a class listed in two groups.
-    """
-    by_name = {t.name: t for t in tasks}
-    group_of: dict[str, str] = {}
-    for group, classes in (super_groups or {}).items():
-        for c in classes:
-            if c in group_of and group_of[c] != group:
-                raise ValueError(f"class {c!r} is in two super-groups: {group_of[c]!r} and {group!r}")
-            group_of[c] = group
-    out: dict[str, str] = {}
-    for name in task_names:
-        if name not in by_name:
-            raise ValueError(f"task {name!r} is not in the task set")
-        t = by_name[name]
-        if t.kind == "classes" and len(t.positives) == 1 and t.positives[0] in group_of:
-            out[name] = group_of[t.positives[0]]
-    return out
-
-
-def alignment_scores(labels: np.ndarray, groups: Sequence[str], *, n_permutations: int = 200,
-                     random_state: int = 0) -> dict[str, Any]:
-    """How well cluster ``labels`` ``(n,)`` match known ``groups`` ``(n,)``, with chance levels.
-
-    ``ari`` (scikit-learn's ``adjusted_rand_score``), ``nmi`` (``normalized_mutual_info_score``,
-    arithmetic normalisation) and ``purity`` (each cluster counted as its most frequent group:
-    sum of the column maxima of ``contingency_matrix(groups, labels)`` / n). ``chance`` holds,
-    per score, the mean and 95th percentile over ``n_permutations`` random permutations of
-    the labels (same cluster sizes), drawn from ``numpy.random.default_rng(random_state)``.
-    Returns ``{"ari", "nmi", "purity", "chance": {score: {"mean", "p95"}}, "n_tasks"}``.
-
-    The permutation scores use a vectorised computation of the same formulas from the
-    contingency tables (scikit-learn's per-call overhead would make 200 permutations take
-    seconds); it agrees with scikit-learn to rounding (tested).
-    """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-    from sklearn.metrics.cluster import contingency_matrix
-
-    labels = np.asarray(labels)
-    groups = np.asarray(list(groups))
-    if labels.ndim != 1 or labels.shape != groups.shape:
-        raise ValueError(f"labels {labels.shape} and groups {groups.shape} must be 1D of the same length")
-    if len(labels) < 2:
-        raise ValueError(f"alignment needs at least 2 tasks with a known group, got {len(labels)}")
-    if not is_integer(n_permutations) or n_permutations < 1:
-        raise ValueError(f"n_permutations={n_permutations!r} must be a positive integer")
-
-    ari = float(adjusted_rand_score(groups, labels))
-    nmi = float(normalized_mutual_info_score(groups, labels))
-    purity = float(contingency_matrix(groups, labels).max(axis=0).sum() / len(labels))
-    g_codes = np.unique(groups, return_inverse=True)[1].ravel()
-    l_codes = np.unique(labels, return_inverse=True)[1].ravel()
-    rng = np.random.default_rng(random_state)
-    perms = np.stack([rng.permutation(l_codes) for _ in range(int(n_permutations))])
-    null = _alignment_batch(g_codes, perms)
-    chance = {name: {"mean": float(v.mean()), "p95": float(np.percentile(v, 95))} for name, v in null.items()}
-    return {"ari": ari, "nmi": nmi, "purity": purity, "chance": chance, "n_tasks": int(len(labels))}
-
-
-def _alignment_batch(g: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-    """ARI, NMI (arithmetic) and purity of each row of ``labels`` ``(P, n)`` (codes 0..K-1)
-    against ``g`` ``(n,)`` (codes 0..G-1), as scikit-learn defines them, from the ``(P, G, K)``
-    contingency tables."""
-    p, n = labels.shape
-    n_g, n_k = int(g.max()) + 1, int(labels.max()) + 1
-    flat = (np.arange(p)[:, None] * (n_g * n_k) + g[None, :] * n_k + labels).ravel()
-    c = np.bincount(flat, minlength=p * n_g * n_k).reshape(p, n_g, n_k).astype(np.float64)
-    a, b = c.sum(axis=2), c.sum(axis=1)  # (P, G) group sizes, (P, K) cluster sizes
-
-    # ARI through the pair confusion matrix (sklearn.metrics.pair_confusion_matrix)
-    ss = (c * c).sum(axis=(1, 2))
-    tp = ss - n
-    fp = (b * b).sum(axis=1) - ss
-    fn = (a * a).sum(axis=1) - ss
-    tn = float(n) * n - fp - fn - ss
-    denom = (tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)
-    agree = (fn == 0) & (fp == 0)
-    ari = np.where(agree, 1.0, 2.0 * (tp * tn - fn * fp) / np.where(agree, 1.0, denom))
-
-    # NMI = MI / mean(H(groups), H(labels)); 1 when both are a single cluster, 0 when MI = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        outer = a[:, :, None] * b[:, None, :]
-        terms = np.where(c > 0, c / n * np.log(n * c / np.where(outer > 0, outer, 1.0)), 0.0)
-        mi = np.clip(terms.sum(axis=(1, 2)), 0.0, None)
-
-        def entropy(sizes: np.ndarray) -> np.ndarray:
-            q = sizes / n
-            return -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
-
-        h = (entropy(a) + entropy(b)) / 2.0
-        single = ((a > 0).sum(axis=1) == 1) & ((b > 0).sum(axis=1) == 1)
-        nmi = np.where(single, 1.0, np.where(mi <= 1e-15, 0.0, mi / np.where(h > 0, h, 1.0)))
-    purity = c.max(axis=1).sum(axis=1) / n
-    return {"ari": ari, "nmi": nmi, "purity": purity}
-
-
-def group_membership_table(memberships: np.ndarray, task_names: Sequence[str], groups: Mapping[str, str]):
-    """Long table behind the paper's Figures 5 and 8–11 (a ``pandas.DataFrame``).
-
-    One row per task of ``task_names`` that has a group in ``groups`` (task name -> group):
-    columns ``group``, ``task``, ``cluster_0`` … ``cluster_{k-1}`` (memberships of row i of
-    ``memberships`` ``(n_tasks, k)``) and ``cluster`` (the argmax), sorted by group then task.
-    """
-    import pandas as pd
-
-    w = np.asarray(memberships, dtype=np.float64)
-    names = list(task_names)
-    if w.ndim != 2 or w.shape[0] != len(names):
-        raise ValueError(f"memberships of shape {w.shape} do not match {len(names)} task names")
-    unknown = [t for t in groups if t not in names]
-    if unknown:
-        raise ValueError(f"task {unknown[0]!r} of groups is not among the task names")
-    rows = [i for i, t in enumerate(names) if t in groups]
-    table = pd.DataFrame({"group": [groups[names[i]] for i in rows], "task": [names[i] for i in rows]})
-    for j in range(w.shape[1]):
-        table[f"cluster_{j}"] = w[rows, j]
-    table["cluster"] = w[rows].argmax(axis=1) if rows else np.zeros(0, dtype=np.int64)
-    return table.sort_values(["group", "task"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -235,13 +235,19 @@ def read_results(store: ArtifactStore, run_id: str, evaluation_id: str) -> dict[
     return read_json(path) if path.exists() else None
 
 
-def finished_evaluations(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
-    """The results of every finished evaluation of a run, newest first."""
+def finished_evaluation_ids(store: ArtifactStore, run_id: str) -> list[str]:
+    """The ids of a run's finished evaluations, newest first (without reading their results)."""
     folder = store.run_dir(run_id) / "evaluations"
     if not folder.exists():
         return []
-    done = sorted((p for p in folder.glob("*/results.json")), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [r for r in (read_results(store, run_id, p.parent.name) for p in done) if r is not None]
+    done = sorted(folder.glob("*/results.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.parent.name for p in done]
+
+
+def finished_evaluations(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
+    """The results of every finished evaluation of a run, newest first."""
+    found = (read_results(store, run_id, eid) for eid in finished_evaluation_ids(store, run_id))
+    return [r for r in found if r is not None]
 
 
 def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = "auto",

@@ -108,6 +108,15 @@ def job_running(folder: Path) -> Iterator[None]:
         raise
 
 
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape an ``.npy`` file declares, read from its header only (``ValueError`` if it has none)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(f)
+    return tuple(shape)
+
+
 def write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
@@ -327,6 +336,55 @@ class ArtifactStore:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
         return arrays, meta
+
+    # ---- integrity ---------------------------------------------------------------------
+    def check_run(self, run_id: str) -> list[str]:
+        """What is missing or damaged in a run's artifacts, one sentence each (``[]``: nothing).
+        Cheap: reads headers and small files, never p_true itself. Pages show these instead of
+        failing on the first unreadable file."""
+        folder = self.run_dir(run_id)
+        problems: list[str] = []
+        try:
+            spec = self.load_spec(run_id)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return [f"spec.json cannot be read ({type(exc).__name__}: {exc})"]
+        n_tasks = len(spec.tasks)
+        recorded = self.recorded_epochs(run_id)
+        for name in ("status", "dataset") if recorded else ("status",):  # dataset.json comes with epoch 1
+            path = folder / f"{name}.json"
+            try:
+                read_json(path)
+            except FileNotFoundError:
+                problems.append(f"{name}.json is missing")
+            except (OSError, ValueError) as exc:
+                problems.append(f"{name}.json is damaged ({type(exc).__name__})")
+        n_samples = None
+        for e in recorded:
+            try:
+                shape = _npy_shape(folder / "datamaps" / f"epoch_{e}.npy")
+            except (OSError, ValueError) as exc:
+                problems.append(f"the p_true of epoch {e} is damaged ({exc})")
+                continue
+            if len(shape) != 2 or shape[0] != n_tasks or (n_samples is not None and shape[1] != n_samples):
+                problems.append(f"the p_true of epoch {e} has shape {shape}, not ({n_tasks}, N) like the others")
+            n_samples = n_samples or (shape[1] if len(shape) == 2 else None)
+        holes = [e for e in range(1, (recorded or [0])[-1] + 1) if e not in recorded]
+        if holes:
+            problems.append(f"the p_true of epoch{'s' if len(holes) > 1 else ''} {', '.join(map(str, holes[:5]))} "
+                            "is missing")
+        if recorded:
+            for name, expected in (("labels", (n_samples, n_tasks)), ("classes", (n_samples,))):
+                try:
+                    shape = _npy_shape(self._array_path(run_id, f"samples/{name}"))
+                except FileNotFoundError:
+                    problems.append(f"samples/{name}.npy is missing")
+                    continue
+                except (OSError, ValueError) as exc:
+                    problems.append(f"samples/{name}.npy is damaged ({exc})")
+                    continue
+                if shape != expected:
+                    problems.append(f"samples/{name}.npy has shape {shape}, expected {expected}")
+        return problems
 
     # ---- index -------------------------------------------------------------------------
     def _index(self) -> diskcache.Cache:

@@ -222,6 +222,7 @@ def test_training_page_shows_progress_curves_and_data_maps(trained, monkeypatch)
     assert "completed · epoch 3/3" in at.get("progress")[0].proto.text
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # curves + one data map
+    assert at.radio(key="color_by").value == "task label" and "class" in at.radio(key="color_by").options
     at.selectbox(key="task2").set_value("Random").run()
     assert len(at.get("plotly_chart")) == 3  # two data maps side by side
     assert at.query_params["task"] == at.selectbox(key="task").value
@@ -242,7 +243,7 @@ def test_training_page_shows_a_failed_runs_error_and_resumes(trained, monkeypatc
 
 
 def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
-    from app.charts import datamap_animation, subsample
+    from app.charts import datamap_animation, datamap_density, subsample
 
     rng = np.random.default_rng(0)
     conf, var = rng.random((3, 50)), rng.random((3, 50)) / 2
@@ -250,14 +251,44 @@ def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
     fig = datamap_animation(conf, var, [1, 2, 5], classes, "class", categorical=True, title="Living being")
     assert [f.name for f in fig.frames] == ["1", "2", "5"]
     assert [t.name for t in fig.data] == ["cat", "dog"]                   # the last epoch is shown first
-    np.testing.assert_array_equal(fig.data[0].y, conf[2, classes == "cat"])
+    np.testing.assert_allclose(fig.data[0].y, conf[2, classes == "cat"], rtol=1e-6)  # float32 on the wire
     assert [s.label for s in fig.layout.sliders[0].steps] == ["1", "2", "5"]
     continuous = datamap_animation(conf, var, [1, 2, 5], np.linspace(0, 1, 50), "correctness", categorical=False,
                                    start=2)
     assert len(continuous.data) == 1 and continuous.layout.sliders[0].active == 1
-    np.testing.assert_array_equal(continuous.data[0].x, var[1])
+    np.testing.assert_allclose(continuous.data[0].x, var[1], rtol=1e-6)
     keep = subsample(50_000)
     assert len(keep) == 10_000 and np.array_equal(keep, subsample(50_000)) and np.all(np.diff(keep) > 0)
+
+
+def test_datamap_at_scale_is_a_stratified_sample_over_a_density_of_all_samples():
+    """50,000 samples of a one-vs-rest task (1% positives): 2,000 points, the positives among
+    them, coloured by the task's label with the class on hover; every sample in the density
+    layer; frames carry only what moves."""
+    from app.charts import datamap_animation, datamap_density, subsample
+
+    rng = np.random.default_rng(1)
+    n, epochs = 50_000, list(range(1, 6))
+    labels = (rng.random(n) < 0.01).astype(np.uint8)
+    keep = subsample(n, 2_000, labels=labels)
+    assert len(keep) == 2_000 and labels[keep].sum() == labels.sum() and np.array_equal(
+        keep, subsample(n, 2_000, labels=labels))
+    conf, var = rng.random((5, n)), rng.random((5, n)) / 2
+    density = datamap_density(conf, var)
+    assert density.shape == (5, 50, 50) and density.dtype == np.uint8 and density.max() == 255
+    counts, _, _ = np.histogram2d(conf[0], var[0], bins=(np.linspace(0, 1, 51), np.linspace(0, 0.5, 51)))
+    np.testing.assert_array_equal(density[0] > 0, counts > 0)  # every sample counted
+    color = np.where(labels[keep] > 0, "positive", "negative")
+    hover = [f"class {c}" for c in range(len(keep))]
+    fig = datamap_animation(conf[:, keep], var[:, keep], epochs, color, "label", categorical=True, hover=hover,
+                            density=density)
+    assert [t.type for t in fig.data] == ["heatmap", "scattergl", "scattergl"]
+    assert [t.name for t in fig.data[1:]] == ["positive", "negative"]
+    assert list(fig.data[1].text) == [h for h, c in zip(hover, color) if c == "positive"]
+    for frame in fig.frames:
+        assert list(frame.traces) == [0, 1, 2]
+        assert frame.data[1].text is None and frame.data[1].marker.color is None  # sent once, not per frame
+    assert len(fig.to_json()) < 3_000_000 * 2 / 5  # 5 epochs here: 50 stay under 3 MB
 
 
 def test_settings_that_leave_a_task_without_positives_are_refused_and_nothing_stored_changes(trained, monkeypatch,
@@ -365,3 +396,23 @@ def test_a_table_rename_to_a_duplicate_or_empty_name_is_refused(tmp_path, monkey
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert not any(b.key == "launch" for b in at.button)
     assert submitted == [] and ArtifactStore(tmp_path / "store").run_ids() == []
+
+
+def test_training_heading_follows_the_progress_not_a_stale_index(trained, monkeypatch):
+    """The heading and the progress line read the same status: while a run trains (and the
+    index lags behind its status file) the heading says the epochs the progress line says."""
+    import app.state
+
+    store, run_id = trained
+    monkeypatch.setattr(app.state, "refresh", lambda *args, **kwargs: None)  # no worker process behind it
+    status = store.read_status(run_id)
+    store.write_status(run_id, state="running", epochs_done=2, pid=None)
+    with store._index() as index:  # the index row of a moment ago
+        index.set(run_id, {**store.read_status(run_id), "epochs_done": 0})
+    try:
+        at = _app(store.root, monkeypatch, "training")
+        assert not at.exception
+        heading = [h.value for h in at.subheader if h.value.startswith(run_id)][0]
+        assert "2/3 epochs · running" in heading and "epoch 2/3" in at.get("progress")[0].proto.text
+    finally:
+        store.write_status(run_id, **{k: status[k] for k in ("state", "epochs_done", "pid")})

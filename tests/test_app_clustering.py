@@ -70,26 +70,12 @@ def test_membership_heatmap_orders_tasks_by_cluster_and_keeps_names_as_labels():
 def _write_synthetic_run(store: ArtifactStore, n_samples: int = 200, n_epochs: int = 3) -> str:
     """A finished Fashion-MNIST G2 run (15 tasks) whose p_true is synthetic: the tasks of a known
     group share a per-sample difficulty pattern. Written as training writes a run, without training."""
-    import numpy as np
-
     from stg_core.data import _FASHION_SUPER, FASHION_MNIST_CLASSES
+    from stg_core.synthetic import write_synthetic_run
 
-    spec = spec_from_preset("fashion_mnist-g2", train=TrainConfig(epochs=n_epochs))
-    run_id = store.save_spec(spec)
-    store.write_dataset_info(run_id, {"name": "fashion_mnist", "kind": "classes",
-                                      "class_names": list(FASHION_MNIST_CLASSES),
-                                      "super_groups": {g: list(c) for g, c in _FASHION_SUPER.items()},
-                                      "image_shape": [28, 28, 1], "source": "synthetic"})
-    rng = np.random.default_rng(0)
-    patterns = {g: rng.normal(0, 2, n_samples) for g in _FASHION_SUPER}
-    group_of = {c: g for g, cs in _FASHION_SUPER.items() for c in cs}
-    logit = np.stack([patterns[group_of[t.positives[0]]] if t.kind == "classes" and len(t.positives) == 1
-                      else rng.normal(0, 2, n_samples) for t in spec.tasks])
-    logit += rng.normal(0, 0.3, logit.shape)
-    for epoch in range(1, n_epochs + 1):
-        store.write_p_true(run_id, epoch, 1 / (1 + np.exp(-logit * epoch / n_epochs)))
-    store.write_status(run_id, state="completed", epochs_done=n_epochs, epochs=n_epochs)
-    return run_id
+    return write_synthetic_run(store, "fashion_mnist-g2", n_samples=n_samples, n_epochs=n_epochs,
+                               class_names=list(FASHION_MNIST_CLASSES), super_groups=_FASHION_SUPER,
+                               image_shape=(28, 28, 1))
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +255,74 @@ def test_a_link_with_the_run_and_settings_reproduces_the_view(tmp_path, monkeypa
         assert len(at.get("download_button")) == 2  # memberships as CSV and JSON
     again = open_link(runs[-1])
     assert again.dataframe[0].value.equals(table)
+
+
+def test_known_groups_order_band_and_matched_contingency(grouped_store, monkeypatch):
+    """With known groups: tasks can be ordered by group with the group drawn as a band, and the
+    contingency of known groups × clusters puts the matched pairs on its diagonal."""
+    import numpy as np
+
+    from stg_core.alignment import contingency, run_task_groups
+
+    at = _clustering_page(grouped_store.root, monkeypatch)
+    at.radio(key="task_order").set_value("known group").run()
+    assert not at.exception and not at.error
+    heat = _figure(at, "heatmap")
+    band, memberships = heat["data"]
+    assert band["x"] == ["known group"] and memberships["x"][0] == "cluster 0"
+    groups = run_task_groups(grouped_store, grouped_store.run_ids()[0])
+    shown = [g[0] for g in band["customdata"] if g[0]]
+    assert shown == sorted(shown) and sorted(shown) == sorted(groups.values())  # ordered by group
+    table = at.dataframe[0].value
+    labels = dict(zip(table.index, table["cluster"]))
+    expected = contingency([labels[t] for t in groups], list(groups.values()))
+    drawn = _figure(at, "contingency")["data"][0]
+    assert drawn["y"] == expected.groups and drawn["x"] == [f"cluster {j}" for j in expected.clusters]
+    z = drawn["z"]
+    if isinstance(z, dict):  # a typed array, base64-encoded
+        import base64
+
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
+            [int(v) for v in str(z["shape"]).split(",")])
+    np.testing.assert_array_equal(np.asarray(z), expected.table)
+    assert np.asarray(z).sum() == len(groups)
+
+
+def test_epochs_and_representation_come_from_the_url(grouped_store, monkeypatch):
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    monkeypatch.setenv("STG_STORE", str(grouped_store.root))
+    at.query_params.update({"run": grouped_store.run_ids()[0], "ep": "1,3", "rep": "pattern"})
+    at.run().switch_page("../pages/clustering.py").run()
+    assert not at.exception
+    assert at.multiselect(key="epochs").value == [1, 3] and at.selectbox(key="representation").value == "pattern"
+    assert at.query_params["ep"] == "1,3"
+    at.multiselect(key="epochs").set_value([1, 2, 3]).run()
+    assert at.query_params["ep"] == "all"
+
+
+@pytest.mark.parametrize("page", ["clustering", "training", "overview"])
+def test_a_run_with_a_missing_artifact_says_what_is_missing_not_a_traceback(tmp_path, monkeypatch, page):
+    store = ArtifactStore(tmp_path / "store")
+    run_id = _write_synthetic_run(store)
+    (store.run_dir(run_id) / "samples" / "classes.npy").unlink()
+    (store.run_dir(run_id) / "datamaps" / "epoch_2.npy").write_bytes(b"not an array")
+    monkeypatch.setenv("STG_STORE", str(store.root))
+    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    if page != "overview":
+        at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "samples/classes.npy is missing" in errors and "epoch 2 is damaged" in errors, errors
+
+
+def test_a_run_recorded_before_the_statistics_gets_them_once(tmp_path, monkeypatch):
+    store = ArtifactStore(tmp_path / "store")
+    run_id = _write_synthetic_run(store)
+    for path in store.run_dir(run_id).glob("datamaps/*"):
+        if not path.name.startswith("epoch_"):
+            path.unlink()
+    assert store.statistics_epochs(run_id) == []
+    at = _clustering_page(store.root, monkeypatch)
+    assert not at.exception and not at.error
+    assert store.statistics_epochs(run_id) == [1, 2, 3]
+    assert at.dataframe[0].value.shape == (15, 1 + 3)

@@ -387,7 +387,8 @@ def test_membership_heatmap_takes_a_task_order():
 
 
 def test_affinity_and_agreement_heatmaps():
-    from app.charts import affinity_heatmap, agreement_heatmap, match_clusters, pairwise_ari
+    from app.charts import affinity_heatmap, agreement_heatmap
+    from stg_core.alignment import match_clusters, pairwise_ari
 
     a = np.array([[9.0, 0.2, -0.1], [0.3, 9.0, 0.0], [-0.4, 0.1, 9.0]])
     fig = affinity_heatmap(a, ["a", "b", "c"], order=[2, 0, 1], title="TAG: task affinity")

@@ -1,0 +1,82 @@
+"""The app served on a free localhost port and a headless Chromium to drive it, for the
+benchmarks that measure pages as a user meets them (``bench/scale.py``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_app(store: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app/main.py`` on the store ``store``: yields ``(url, server process)``
+    once healthy; stopped afterwards."""
+    port = free_port()
+    env = {**os.environ, "STG_STORE": str(store), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"streamlit not healthy after 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def chromium() -> str:
+    """Chromium's executable: env ``STG_CHROMIUM``, else ``chromium`` on the PATH."""
+    found = shutil.which(os.environ.get("STG_CHROMIUM") or "chromium") or shutil.which("chromium-browser")
+    if found is None:
+        raise SystemExit("no Chromium executable found (apt-get install chromium, or set STG_CHROMIUM)")
+    return found
+
+
+@contextmanager
+def headless_browser() -> Iterator:
+    """A Playwright ``Browser`` on headless Chromium (no Playwright browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield browser
+        finally:
+            browser.close()
