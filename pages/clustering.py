@@ -13,9 +13,8 @@ from app.claims_panel import claims_panel
 from app.state import (active_run, epochs_from_url, epochs_to_url, glossary, run_problems_or_stop,
                        statistics_or_stop, to_url, url_default)
 from stg_core.alignment import alignment_scores, contingency, run_task_groups
-from stg_core.claims import GroupingSettings, run_claims
+from stg_core.claims import GroupingSettings, run_claims, run_super_groups_claim
 from stg_core.clustering import REPRESENTATIONS, cluster_tasks, load_reduced_task_vectors
-from stg_core.evaluation import finished_evaluation_ids
 from stg_core.store import ArtifactStore
 
 st.title("Clustering")
@@ -46,11 +45,12 @@ def _alignment(labels: tuple[int, ...], known: tuple[str, ...]) -> dict:
     return alignment_scores(np.asarray(labels), list(known))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _claims(root: str, run: str, grouping: GroupingSettings, memberships: np.ndarray, reduced: np.ndarray,
-            n_features: int, evaluations: tuple[str, ...]) -> list:
-    # evaluations: the run's finished evaluation ids, so a newly finished one is read
-    return run_claims(ArtifactStore(root), run, grouping, memberships, reduced, n_features)
+@st.cache_data(max_entries=16, show_spinner=False)
+def _super_groups_claim(root: str, run: str, rep: str, epochs: tuple[int, ...], fuzziness: float, _reduced: np.ndarray,
+                        n_features: int):
+    # clusters at k = the number of known groups: the same for every k on display
+    grouping = GroupingSettings(2, fuzziness, rep, epochs=epochs)
+    return run_super_groups_claim(ArtifactStore(root), run, grouping, _reduced, n_features)
 
 
 @st.fragment
@@ -128,8 +128,9 @@ def grouping_view() -> None:
                             "the memberships as loss weights elsewhere.")
 
     grouping = GroupingSettings(k, float(fuzziness), representation, epochs=tuple(epochs))
-    finished = tuple(finished_evaluation_ids(store, run_id))
-    claims_panel(_claims(str(store.root), run_id, grouping, memberships, reduced, n_features, finished), grouping,
+    super_groups = _super_groups_claim(str(store.root), run_id, representation, tuple(epochs), float(fuzziness),
+                                       reduced, n_features)
+    claims_panel(run_claims(store, run_id, grouping, memberships, reduced, n_features, super_groups), grouping,
                  store=store, run_id=run_id,
                  caption=f"On this grouping ({grouping.describe()}); the super-group check clusters at k = the "
                          "number of known groups.")

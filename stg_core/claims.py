@@ -257,35 +257,44 @@ def check_claims(memberships: np.ndarray, reduced: np.ndarray, task_names: Seque
                  fuzziness: float = 2.0, evaluation: Mapping[str, Any] | None = None, random_state: int = 0,
                  n_features: int | None = None, grouping: GroupingSettings | None = None,
                  mean_confidence: Mapping[str, float] | None = None, recorded_epochs: Sequence[int] = (),
-                 newest_evaluation: Mapping[str, Any] | None = None) -> list[Claim]:
+                 newest_evaluation: Mapping[str, Any] | None = None,
+                 super_groups_claim: Claim | None = None) -> list[Claim]:
     """Every claim on one run: ``memberships`` ``(n_tasks, k)`` of the grouping being looked at
     (described by ``grouping``), ``reduced`` ``(n_tasks, r)`` its reduced task vectors (for the
-    super-group check's own k); see the ``check_*`` functions for the other arguments."""
+    super-group check's own k); see the ``check_*`` functions for the other arguments.
+    ``super_groups_claim``: that check's result when the caller has it already (it depends on
+    the representation, the epochs and F, not on k)."""
     memberships = np.asarray(memberships, dtype=np.float64)
     if memberships.ndim != 2 or memberships.shape[0] != len(task_names):
         raise ValueError(f"memberships {memberships.shape} do not match {len(task_names)} tasks")
     settings = grouping.describe() if grouping else ""
     return [check_complements(memberships, task_names, tasks, class_names, settings),
             check_random_isolated(memberships, task_names, tasks, mean_confidence, settings),
-            check_super_groups(reduced, list(task_names), tasks, super_groups, fuzziness=fuzziness,
-                               random_state=random_state, n_features=n_features, grouping=grouping),
+            super_groups_claim or check_super_groups(reduced, list(task_names), tasks, super_groups,
+                                                     fuzziness=fuzziness, random_state=random_state,
+                                                     n_features=n_features, grouping=grouping),
             check_f1(evaluation, grouping, recorded_epochs, newest_evaluation)]
 
 
 def run_claims(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, memberships: np.ndarray,
-               reduced: np.ndarray, n_features: int) -> list[Claim]:
+               reduced: np.ndarray, n_features: int, super_groups_claim: Claim | None = None) -> list[Claim]:
     """Every claim on a stored run for the grouping on display (``memberships`` ``(n_tasks, k)``
     with the settings ``grouping``; ``reduced`` ``(n_tasks, r)`` and ``n_features`` from
     :func:`~stg_core.clustering.load_reduced_task_vectors` with the same settings). The F1
     claim uses the newest finished evaluation of exactly this grouping, if any."""
-    from stg_core.evaluation import finished_evaluations
+    from stg_core.evaluation import finished_evaluation_ids, load_evaluation_spec, read_results
 
     spec = store.load_spec(run_id)
     info = store.read_dataset_info(run_id)
     recorded = store.recorded_epochs(run_id)
-    evaluations = [r for r in finished_evaluations(store, run_id) if {"stg", "mtl", "stl"} <= set(r["methods"])]
-    matching = next((r for r in evaluations if evaluation_matches(r.get("spec", {}), grouping, recorded)), None)
-    newest = evaluations[0]["spec"] if evaluations and matching is None else None
+    specs = {}  # finished evaluations comparing STG-MTL, MTL and STL, newest first: their specs only
+    for eid in finished_evaluation_ids(store, run_id):
+        evaluation_spec = load_evaluation_spec(store, run_id, eid)
+        if {"stg", "mtl", "stl"} <= set(evaluation_spec.methods):
+            specs[eid] = evaluation_spec.to_json()
+    match = next((eid for eid, s in specs.items() if evaluation_matches(s, grouping, recorded)), None)
+    matching = read_results(store, run_id, match) if match else None
+    newest = next(iter(specs.values())) if specs and matching is None else None
     last = max(grouping.epochs) if grouping.epochs else None
     mean_confidence = None
     if last is not None and last in store.statistics_epochs(run_id):
@@ -293,4 +302,15 @@ def run_claims(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, 
     return check_claims(memberships, reduced, spec.task_names, spec.tasks, info.get("class_names", []),
                         info.get("super_groups"), fuzziness=grouping.fuzziness, evaluation=matching,
                         random_state=grouping.seed, n_features=n_features, grouping=grouping,
-                        mean_confidence=mean_confidence, recorded_epochs=recorded, newest_evaluation=newest)
+                        mean_confidence=mean_confidence, recorded_epochs=recorded, newest_evaluation=newest,
+                        super_groups_claim=super_groups_claim)
+
+
+def run_super_groups_claim(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, reduced: np.ndarray,
+                           n_features: int) -> Claim:
+    """The known super-groups claim on a stored run (:func:`check_super_groups`): it clusters
+    at its own k, so one result serves every k of the grouping on display."""
+    spec = store.load_spec(run_id)
+    return check_super_groups(reduced, list(spec.task_names), spec.tasks, store.read_dataset_info(run_id).get(
+        "super_groups"), fuzziness=grouping.fuzziness, random_state=grouping.seed, n_features=n_features,
+        grouping=grouping)
