@@ -244,12 +244,6 @@ def finished_evaluation_ids(store: ArtifactStore, run_id: str) -> list[str]:
     return [p.parent.name for p in done]
 
 
-def finished_evaluations(store: ArtifactStore, run_id: str) -> list[dict[str, Any]]:
-    """The results of every finished evaluation of a run, newest first."""
-    found = (read_results(store, run_id, eid) for eid in finished_evaluation_ids(store, run_id))
-    return [r for r in found if r is not None]
-
-
 def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = "auto",
                    progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train and score every method of ``spec``; resumable (finished units are reused).
