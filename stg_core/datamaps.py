@@ -70,34 +70,42 @@ class GramAccumulator:
 @torch.no_grad()
 def epoch_statistics(total: torch.Tensor, total_sq: torch.Tensor, n_epochs: int) -> EpochStatistics:
     """:class:`EpochStatistics` from the float64 sums of p_true and p_true² ``(n_tasks, N)``
-    over ``n_epochs`` epochs (confidence and variability as in :mod:`stg_core.datamaps`)."""
+    over ``n_epochs`` epochs (confidence and variability as in :mod:`stg_core.datamaps`).
+
+    Few passes over the ``(n_tasks, N)`` arrays (their memory traffic, not the products, is the
+    cost): centring is ``J G J`` on the small Gram matrices, standardising scales the columns by
+    their inverse variance inside one product, and the pattern Gram of ``1 − C`` is expanded as
+    ``N·11ᵀ − s1ᵀ − 1sᵀ + CCᵀ`` with ``s`` the row sums of ``C``."""
+    n = total.shape[1]
     confidence = total / n_epochs
-    variability = (total_sq / n_epochs - confidence * confidence).clamp_min(0.0).sqrt()
-    grams = []
-    centred_c = confidence - confidence.mean(0)
-    centred_v = variability - variability.mean(0)
-    grams.append(centred_c @ centred_c.T + centred_v @ centred_v.T)
-    z_c, z_v = _standardized(confidence), _standardized(variability)
-    grams.append(z_c @ z_c.T + z_v @ z_v.T)
-    hard = 1.0 - confidence
-    grams.append(hard @ hard.T + variability @ variability.T)
-    gram = torch.stack(grams).cpu().numpy()
-    return EpochStatistics((gram + gram.transpose(0, 2, 1)) / 2.0, confidence.mean(1).cpu().numpy(),
-                           variability.mean(1).cpu().numpy(), int(total.shape[1]))
+    variability = total_sq / n_epochs
+    variability.addcmul_(confidence, confidence, value=-1.0).clamp_min_(0.0).sqrt_()
+    gram_c, gram_v = confidence @ confidence.T, variability @ variability.T
+    raw = _centre(gram_c + gram_v)
+    standardized = _centre(_scaled_gram(confidence) + _scaled_gram(variability))
+    sums = confidence.sum(1, keepdim=True)
+    pattern = n - sums - sums.T + gram_c + gram_v
+    gram = torch.stack([raw, standardized, pattern]).cpu().numpy()
+    return EpochStatistics((gram + gram.transpose(0, 2, 1)) / 2.0, (sums[:, 0] / n).cpu().numpy(),
+                           variability.mean(1).cpu().numpy(), int(n))
 
 
-def _standardized(c: torch.Tensor) -> torch.Tensor:
-    """Columns of ``c`` ``(n_tasks, N)`` standardised across tasks (population std); constant
-    columns become 0 with scikit-learn's test for "constant up to rounding" (the torch twin of
-    :func:`stg_core.reduction.standardize_columns`, run on the training device)."""
+def _centre(gram: torch.Tensor) -> torch.Tensor:
+    """``J G J`` (``J = I − 11ᵀ/n``): the Gram matrix of the rows after subtracting their mean row."""
+    row = gram.mean(1, keepdim=True)
+    return gram - row - row.T + gram.mean()
+
+
+def _scaled_gram(c: torch.Tensor) -> torch.Tensor:
+    """``C D⁻² Cᵀ`` for ``c`` ``(n_tasks, N)``, ``D`` the columns' population std across tasks:
+    once centred, the Gram matrix of the columns standardised across tasks. A column constant
+    up to rounding (scikit-learn's test) gets weight 0: standardised, it is 0."""
     n = c.shape[0]
-    mean = c.mean(0)
-    centred = c - mean
-    var = (centred * centred).sum(0) / n
+    var, mean = torch.var_mean(c, dim=0, correction=0)
     eps = float(np.finfo(np.float64).eps)
     constant = var <= n * eps * var + (n * mean * eps) ** 2
-    scale = torch.where(constant, torch.ones_like(var), var.sqrt())
-    return torch.where(constant, torch.zeros_like(centred), centred / scale)
+    weight = torch.where(constant, torch.zeros_like(var), 1.0 / torch.where(constant, torch.ones_like(var), var))
+    return (c * weight) @ c.T
 
 
 @dataclass(frozen=True)
