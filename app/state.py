@@ -224,7 +224,7 @@ def statistics_or_stop(s: ArtifactStore, run_id: str) -> None:
     """Compute the Gram statistics of a run recorded before they existed (once, with a progress
     bar) so that the Clustering page never reads p_true."""
     from stg_core.clustering import has_statistics
-    from stg_core.datamaps import record_statistics
+    from stg_core.recording import record_statistics
 
     if has_statistics(s, run_id):
         return

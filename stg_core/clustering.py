@@ -150,7 +150,7 @@ def has_statistics(store: ArtifactStore, run_id: str, epochs: Sequence[int] | No
                    representation: str = "raw", scaling: str = "none") -> bool:
     """Can :func:`load_reduced_task_vectors` answer from the recorded Gram statistics (fast),
     without reading p_true? False for runs recorded before the statistics existed (compute
-    them with :func:`stg_core.datamaps.record_statistics`) and for pattern vectors with
+    them with :func:`stg_core.recording.record_statistics`) and for pattern vectors with
     standard scaling, which no per-epoch statistic describes."""
     if scaling == "standard" and representation == "pattern":
         return False

@@ -6,7 +6,7 @@ Gram matrix of the vectors ``(n_tasks, n_tasks)``: its eigendecomposition gives 
 ``(n_tasks, r)`` with the same pairwise distances (:func:`reduce_gram`).
 
 A task vector is a concatenation of per-epoch blocks (the data map at each chosen epoch), so
-its Gram matrix is a sum of per-epoch Gram matrices. :class:`stg_core.datamaps.GramAccumulator`
+its Gram matrix is a sum of per-epoch Gram matrices. :class:`stg_core.recording.GramAccumulator`
 keeps the running sums of p_true and p_true² on the training device and, at every recorded
 epoch, returns :class:`EpochStatistics`: three ``(n_tasks, n_tasks)`` float64 matrices, one per
 representation, from which any representation and any selection of epochs is a sum

@@ -16,7 +16,7 @@ import platform
 import numpy as np
 
 from stg_core.config import TrainConfig, spec_from_preset
-from stg_core.datamaps import RunRecorder
+from stg_core.recording import RunRecorder
 from stg_core.store import ArtifactStore
 
 #: CIFAR-100's 20 superclasses ("coarse labels") and their fine classes, as the dataset's meta

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from stg_core.config import ExperimentSpec
 from stg_core.data import Dataset, load_dataset
-from stg_core.datamaps import PTrueRecorder, RunRecorder
+from stg_core.recording import PTrueRecorder, RunRecorder
 from stg_core.models import MultiHeadNet, build_model, resolve_model_name
 from stg_core.store import ArtifactStore
 from stg_core.tasks import Task, TaskLabels, apply_flips, build_labels

@@ -488,7 +488,7 @@ def test_statistics_of_an_old_run_are_computed_once_from_p_true(recorded, tmp_pa
     """A run recorded before the statistics existed gets exactly the statistics training writes."""
     import shutil
 
-    from stg_core.datamaps import record_statistics
+    from stg_core.recording import record_statistics
 
     store, run_id, spec = recorded
     old = ArtifactStore(tmp_path / "old")
