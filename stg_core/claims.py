@@ -282,18 +282,16 @@ def run_claims(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, 
     with the settings ``grouping``; ``reduced`` ``(n_tasks, r)`` and ``n_features`` from
     :func:`~stg_core.clustering.load_reduced_task_vectors` with the same settings). The F1
     claim uses the newest finished evaluation of exactly this grouping, if any."""
-    from stg_core.evaluation import finished_evaluation_ids, load_evaluation_spec, read_results
-
     spec = store.load_spec(run_id)
     info = store.read_dataset_info(run_id)
     recorded = store.recorded_epochs(run_id)
     specs = {}  # finished evaluations comparing STG-MTL, MTL and STL, newest first: their specs only
-    for eid in finished_evaluation_ids(store, run_id):
-        evaluation_spec = load_evaluation_spec(store, run_id, eid)
-        if {"stg", "mtl", "stl"} <= set(evaluation_spec.methods):
-            specs[eid] = evaluation_spec.to_json()
+    for eid in store.finished_jobs(run_id, "evaluations"):
+        evaluation_spec = store.read_job_file(run_id, "evaluations", eid, "spec") or {}
+        if {"stg", "mtl", "stl"} <= set(evaluation_spec.get("methods", ())):
+            specs[eid] = evaluation_spec
     match = next((eid for eid, s in specs.items() if evaluation_matches(s, grouping, recorded)), None)
-    matching = read_results(store, run_id, match) if match else None
+    matching = store.read_job_file(run_id, "evaluations", match, "results") if match else None
     newest = next(iter(specs.values())) if specs and matching is None else None
     last = max(grouping.epochs) if grouping.epochs else None
     mean_confidence = None

@@ -231,17 +231,7 @@ def load_evaluation_spec(store: ArtifactStore, run_id: str, evaluation_id: str) 
 
 
 def read_results(store: ArtifactStore, run_id: str, evaluation_id: str) -> dict[str, Any] | None:
-    path = evaluation_dir(store, run_id, evaluation_id) / "results.json"
-    return read_json(path) if path.exists() else None
-
-
-def finished_evaluation_ids(store: ArtifactStore, run_id: str) -> list[str]:
-    """The ids of a run's finished evaluations, newest first (without reading their results)."""
-    folder = store.run_dir(run_id) / "evaluations"
-    if not folder.exists():
-        return []
-    done = sorted(folder.glob("*/results.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [p.parent.name for p in done]
+    return store.read_job_file(run_id, "evaluations", evaluation_id, "results")
 
 
 def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = "auto",

@@ -157,6 +157,24 @@ class ArtifactStore:
             update_status_file(folder / "status.json", state="created")
         return folder
 
+    def finished_jobs(self, run_id: str, kind: str) -> list[str]:
+        """Ids of a run's finished jobs of ``kind`` (``"evaluations"`` or ``"groupings"``: those
+        with a ``results.json``), newest first."""
+        self.job_dir(run_id, kind, "0" * 12)  # checks the run id and the kind
+        folder = self.run_dir(run_id) / kind
+        if not folder.exists():
+            return []
+        done = sorted(folder.glob("*/results.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return [p.parent.name for p in done if _RUN_ID.match(p.parent.name)]
+
+    def read_job_file(self, run_id: str, kind: str, job_id: str, name: str) -> Any:
+        """A job's ``spec.json`` or ``results.json`` (``name``: ``"spec"`` or ``"results"``), or
+        None when it does not exist."""
+        if name not in ("spec", "results"):
+            raise ValueError(f"unknown job file {name!r}")
+        path = self.job_dir(run_id, kind, job_id) / f"{name}.json"
+        return read_json(path) if path.exists() else None
+
     def exists(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / "spec.json").exists()
 
