@@ -50,7 +50,9 @@ def progress_panel() -> None:
     if initial_state in jobs.ACTIVE and state not in jobs.ACTIVE:
         st.rerun()  # finished or stopped: redraw the whole page once (data maps, buttons), stop polling
     done, total = status.get("epochs_done", 0), spec.train.epochs
-    fraction = status.get("progress", done / total) if state == "running" else done / total
+    fraction = status.get("progress") if state == "running" else None
+    if not isinstance(fraction, (int, float)):  # not yet reported (or a status written by an older worker)
+        fraction = done / total
     label = f"{state} · epoch {done}/{total}"
     if state == "running":
         label += f" · ETA {_eta(status.get('eta_seconds'))}"
