@@ -99,22 +99,10 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer, one_hot
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model, precision_amp, seeded_model
-from stg_core.validation import is_bool, is_integer, is_number
-
-DEFAULTS: dict[str, Any] = {
-    "tau": 2.5,         # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
-    "alpha_lr": None,   # Adam lr of the assignment logits α; None = max(run's lr, ALPHA_TRAVEL / steps)
-    "epochs": None,     # passes over the training set; None = the run's epochs
-    "start_groups": None,  # a group id in 0..K-1 per task to start α from; None = uniform (the original)
-    "start_lead": 1.0,     # with start_groups: the logits by which each task's start group leads the others
-    "weights_from": "initial",  # "initial": the run's initial weights (the original's default); "trained":
-                                # the run's trained MTL model (the authors' resume_from_mtl)
-    "hard": False,  # straight-through one-hot assignments (the authors' is_hard; their configs: relaxed)
-    "branch_units": None,  # units of each group branch's fully connected layer (CNNs); None = the run's
-}
+from stg_core.validation import check_integer, check_positive, is_bool, is_integer
 
 #: Where the K-branch network's weights start (``weights_from``).
 WEIGHTS_FROM = ("initial", "trained")
@@ -130,30 +118,38 @@ def default_alpha_lr(lr: float, n_steps: int) -> float:
     return max(lr, ALPHA_TRAVEL / max(n_steps, 1))
 
 
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    tau = params["tau"]
-    if not is_number(tau) or not tau > 0:
-        raise ValueError(f"tau={tau!r} must be a positive number")
-    alpha_lr = params["alpha_lr"]
-    if alpha_lr is not None and (not is_number(alpha_lr) or alpha_lr < 0):
-        raise ValueError(f"alpha_lr={alpha_lr!r} must be a non-negative number or None (the run's lr, raised "
-                         "for short runs)")
-    epochs = params["epochs"]
-    if epochs is not None and (not is_integer(epochs) or epochs < 1):
-        raise ValueError(f"epochs={epochs!r} must be a positive integer or None (the run's epochs)")
-    groups = params["start_groups"]
-    if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
-            not is_integer(g) or not 0 <= g < n_clusters for g in groups)):
-        raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
-                         f"order) between 0 and {n_clusters - 1}")
-    lead = params["start_lead"]
-    if not is_number(lead) or lead < 0:
-        raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
-    check_weights_from(params["weights_from"])
-    if not is_bool(params["hard"]):
-        raise ValueError(f"hard={params['hard']!r} must be true (straight-through one-hot assignments) or false "
-                         "(relaxed, the default)")
-    check_branch_units(params["branch_units"], params["weights_from"])
+@dataclasses.dataclass(frozen=True)
+class DMTGParams(MethodParams):
+    """DMTG's parameters (the spec's seed orders the batches and draws the Gumbel noise)."""
+
+    method = "dmtg"
+    tau: float = 2.5                  # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
+    alpha_lr: float | None = None     # Adam lr of the assignment logits α; None = max(run's lr, ALPHA_TRAVEL / steps)
+    epochs: int | None = None         # passes over the training set; None = the run's epochs
+    start_groups: list[int] | None = None  # a group id in 0..K-1 per task to start α from; None = uniform (original)
+    start_lead: float = 1.0           # logits by which each task's start group leads the others (with start_groups)
+    weights_from: str = "initial"     # initial: the run's initial weights (original) | trained: its trained MTL model
+    hard: bool = False                # straight-through one-hot assignments (authors' is_hard; their configs: relaxed)
+    branch_units: int | None = None   # units of each group branch's fully connected layer (CNNs); None = the run's
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        check_positive("tau", self.tau)
+        check_positive("alpha_lr", self.alpha_lr, zero_ok=True, none_means="the run's lr, raised for short runs")
+        check_integer("epochs", self.epochs, 1, none_means="the run's epochs")
+        groups = self.start_groups
+        if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
+                not is_integer(g) or not 0 <= g < k for g in groups)):
+            raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
+                             f"order) between 0 and {k - 1}")
+        check_positive("start_lead", self.start_lead, zero_ok=True)
+        check_weights_from(self.weights_from)
+        if not is_bool(self.hard):
+            raise ValueError(f"hard={self.hard!r} must be true (straight-through one-hot assignments) or false "
+                             "(relaxed, the default)")
+        check_branch_units(self.branch_units, self.weights_from)
+
+
+PARAMS = DMTGParams
 
 
 def check_branch_units(branch_units: Any, weights_from: str, model: str = "auto") -> None:
@@ -352,15 +348,13 @@ def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int, weights_from: s
     return trainer, compute_factor
 
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None,
-          start_groups: list[int] | None = None, start_lead: float = 1.0,
-          weights_from: str = "initial", hard: bool = False, branch_units: int | None = None) -> GroupingResult:
+def group(ctx: RunContext, n_clusters: int, params: DMTGParams = DMTGParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
-    check_params({"tau": tau, "alpha_lr": alpha_lr, "epochs": epochs, "start_groups": start_groups,
-                  "start_lead": start_lead, "weights_from": weights_from, "hard": hard,
-                  "branch_units": branch_units}, ctx.n_tasks, n_clusters)
-    hard = bool(hard)  # a NumPy bool too: details are written as JSON
+    params.validate(ctx.n_tasks, n_clusters)
+    tau, alpha_lr, epochs, start_groups = params.tau, params.alpha_lr, params.epochs, params.start_groups
+    start_lead, weights_from, branch_units = params.start_lead, params.weights_from, params.branch_units
+    hard = bool(params.hard)  # a NumPy bool too: details are written as JSON
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
     _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
