@@ -42,8 +42,7 @@ import sklearn  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
-from common import (cpu_model, fmt_ms, load_average, timed, usable_cores,  # noqa: E402
-                    verdict)
+from stg_core.clustering import TaskClusterer, canonical_order, cluster_tasks, fuzzy_memberships, reduce_task_vectors  # noqa: E402
 from stg_core.clustering import _distances, _fingerprint, _threadpool_controller  # noqa: E402
 from common import cpu_model, fmt_ms, load_average, timed, usable_cores, verdict  # noqa: E402
 
