@@ -14,40 +14,28 @@ at the run's MTL model, then SDP clustering.
    (scikit-learn's ``C``, with ``g̃`` scaled to unit root-mean-square norm). The offset
    ``o_t(x)`` is 0 by default, as in the official scripts, which fit the gradients alone;
    with ``offset=True`` it is ``f_t(x; θ*)``, the linearisation of the network around θ*.
-   All subsets are solved at once by a batched Newton-CG in torch.
+   All subsets are solved at once by a batched Newton-CG in torch (:mod:`~stg_core.grouping.tae_solver`).
 4. Each task ``i`` of ``S`` is scored by minus its validation BCE under the same linear model
    ``o_i(x) + g̃_i(x)ᵀŵ_S``. Scores are standardised per task over the subsets that contain
    it; affinity ``T_ij`` is the mean standardised score of task ``i`` over the subsets that
    contain ``i`` and ``j``; ``T_ii = 0``; ``T ← (T + Tᵀ)/2``.
 5. Clustering: the SDP ``min ⟨max(T) − T, X⟩`` s.t. ``X ⪰ 0, X ≥ 0, tr X = k, X·1 = 1``
-   (cvxpy, solver named explicitly), rounded by thresholding ``X_ij > 1/n``.
+   (cvxpy, solver named explicitly), rounded by thresholding ``X_ij > 1/n`` (:mod:`~stg_core.grouping.sdp`).
 
 Deviations from the original (also listed in every result's ``notes``):
 
 - Scoring uses the fitted linear model itself (the paper's fast estimate), not the network at
-  ``θ* + Pŵ_S``, which the official scripts evaluate. By default that model is the gradient
-  features alone, without θ*'s logits: the official fit (without its intercept). Measured on
-  the earlier planted preset (three 3-subsets of {0,1,2,3} and of {5,6,7,8}; k = 2, 4 models
-  trained with seeds 0-3 × 3 grouping seeds), the default recovered the planted split (ARI
-  1.0) 12 times out of 12; fitting and scoring around θ*
-  (``offset=True``) 9 out of 12, every failure on one model (ARI ≤ 0.4). Smaller checks (2
-  models × 2-3 seeds): fitting without the offset but scoring ``f + g̃ᵀŵ_S``, the closest to
-  the official scoring of the network, reached ARI ≥ 0.8 once out of 4; a shared intercept 2
-  times out of 6, so it is left out. Why: θ* has almost converged on the training images
-  (99.8 % accuracy), so around it the residuals ``y − σ(f)`` of a few hard images decide
-  every ``ŵ_S``; from zero, every image counts.
+  ``θ* + Pŵ_S``; by default on the gradient features alone, without θ*'s logits (``offset``).
 - ``C`` applies to the projected gradients divided by their root-mean-square norm over the
-  fitting samples (the official code uses the raw gradients). Their raw scale depends on the
-  network: on the digits CNN ``‖g̃‖ ≈ 86``, and there ``C = 1e-2`` regularised so weakly that a
-  few hard samples decided every ``ŵ_S`` and the affinity was noise (earlier planted preset, k = 2:
-  ARI ≤ 0.66 with raw gradients for C from 1e-3 to 0.1, 1.0 scaled with C of 1e-3 or 1e-2).
+  fitting samples (the official code uses the raw gradients, whose scale depends on the network).
+  ``docs/grad-tae.md`` has the measurements behind both choices.
 - Samples: a seeded subset of at most ``max_samples`` training images, split (seeded) into a
   fitting part and a validation part. The run's test split is not used, because the
   evaluation reports F1 on it and the grouping must not have seen it.
 - Subsets are drawn uniformly at random. Each pair of tasks that no subset contains together
   then gets one extra subset, so every affinity entry is defined.
 - Rounding always gives exactly ``k`` groups (the official greedy pass over the thresholded
-  rows gives any number of them); see :func:`round_sdp_solution`.
+  rows gives any number of them); see :func:`stg_core.grouping.sdp.round_sdp_solution`.
 - Fallback when cvxpy is missing or the solver fails: scikit-learn's spectral clustering on
   ``exp(T)`` (the official code's transform of ``T``), labelled as such in the result's
   ``warnings``, and with a Python ``RuntimeWarning``.
