@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from stg_core.store import ArtifactStore
 from stg_core.training import TrainingData, resolve_device, spec_training_data
 
 ProgressFn = Callable[[str, int, int], None]  # (message, step, n_steps)
+P = TypeVar("P", bound="MethodParams")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class MethodParams:
     method: ClassVar[str] = ""
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+    def from_dict(cls: type[P], values: Mapping[str, Any]) -> P:
         """The parameters from ``values`` (missing names: their defaults); ``ValueError`` on an
         unknown name."""
         names = [f.name for f in fields(cls)]
