@@ -125,7 +125,7 @@ def test_defaults_are_registered_and_valid():
     ({"branch_units": True}, "branch_units"),
     ({"branch_units": 8, "weights_from": "trained"}, "weights_from='initial'"),
 ])
-def test_check_params_names_the_bad_value(bad, name):
+def test_validate_names_the_bad_value(bad, name):
     with pytest.raises(ValueError, match=name):
         DMTGParams.from_dict(bad).validate(10, 2)
 

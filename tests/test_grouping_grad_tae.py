@@ -290,7 +290,7 @@ def test_spectral_fallback_when_cvxpy_is_missing(monkeypatch):
     ({"clustering": "kmeans"}, "'kmeans'"),
     ({"solver": "MOSEK"}, "'MOSEK'"),
 ])
-def test_check_params_names_the_bad_value(change, message):
+def test_validate_names_the_bad_value(change, message):
     with pytest.raises(ValueError, match=message):
         grad_tae.GradTAEParams.from_dict(change).validate(10, 2)
 
