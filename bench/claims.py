@@ -31,7 +31,7 @@ from stg_core.clustering import cluster_tasks, load_reduced_task_vectors  # noqa
 from stg_core.demo import DEMOS  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
-from host import cpu_model, load_average, usable_cores  # noqa: E402
+from common import cpu_model, load_average, usable_cores  # noqa: E402
 
 
 def span(text: str) -> list[int]:

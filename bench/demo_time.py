@@ -27,7 +27,7 @@ from stg_core.clustering import cluster_tasks, load_reduced_task_vectors  # noqa
 from stg_core.demo import available_demos  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
-from host import load_average  # noqa: E402
+from common import load_average  # noqa: E402
 
 imports = time.perf_counter() - t_start
 

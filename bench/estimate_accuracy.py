@@ -27,7 +27,7 @@ from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.data import dataset_status, load_dataset  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import estimate_run_seconds, train_run  # noqa: E402
-from host import load_average  # noqa: E402
+from common import load_average  # noqa: E402
 
 #: (preset, epochs, training subset or None = all)
 CONFIGS = [("digits-g1", 10, None), ("digits-g2", 30, None), ("fashion_mnist-g1", 2, 3000)]

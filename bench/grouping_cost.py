@@ -32,7 +32,7 @@ from stg_core.grouping import GROUPING_METHODS, GroupingSpec, run_grouping  # no
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import Task  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
-from host import load_average  # noqa: E402
+from common import load_average  # noqa: E402
 
 
 def class_set_tasks(n: int, seed: int = 0) -> tuple[Task, ...]:

@@ -84,7 +84,7 @@ from stg_core.planted import PAIRS_SETS, digit_pairs_spec, duplicates_together, 
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.tasks import PLANTED_GROUPS  # noqa: E402
 from stg_core.training import train_run  # noqa: E402
-from host import load_average  # noqa: E402
+from common import load_average  # noqa: E402
 
 #: ``--problem fashion``: the two planted sets of Fashion-MNIST classes (one-vs-rest tasks).
 FASHION_SETS = (("T-shirt/top", "Pullover", "Coat", "Shirt"), ("Sandal", "Sneaker", "Bag", "Ankle boot"))

@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_info  # noqa: E402
 
 from stg_core.clustering import TaskClusterer, canonical_order, cluster_tasks, fuzzy_memberships, reduce_task_vectors  # noqa: E402
 from stg_core.clustering import _distances, _fingerprint, _threadpool_controller  # noqa: E402
-from host import cpu_model, load_average, usable_cores  # noqa: E402
+from common import cpu_model, fmt_ms, load_average, timed, usable_cores, verdict  # noqa: E402
 
 K = 20
 N_INIT_DEFAULT = 3  # cluster_tasks / TaskClusterer default (the paper's code uses KMeans' n_init=10 of its time)
@@ -80,23 +80,6 @@ def synthetic(n_tasks: int, n_samples: int, n_epochs: int, n_groups: int, seed: 
     return x, truth
 
 
-def timed(fn, repeats: int) -> tuple[list[float], object]:
-    out, times = None, []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return times, out
-
-
-def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
-
-
-def verdict(value: float, target: float) -> str:
-    return "PASS" if value <= target else "FAIL"
-
-
 def recluster_section(reduced: np.ndarray, n_features: int, repeats: int, target_s: float, label: str) -> None:
     cluster_tasks(reduced, K, n_init=N_INIT_DEFAULT, n_features=n_features)  # warm-up (imports, caches)
     for n_init in (N_INIT_DEFAULT, 10, 1):
@@ -105,7 +88,7 @@ def recluster_section(reduced: np.ndarray, n_features: int, repeats: int, target
         tag = " (default)" if n_init == N_INIT_DEFAULT else ""
         print(f"re-cluster {label}, k={K}, n_init={n_init}{tag}: median {fmt_ms(med)} over {repeats} "
               f"(min {fmt_ms(min(times))}, max {fmt_ms(max(times))})  target <= {fmt_ms(target_s)}: "
-              f"{verdict(med, target_s)}")
+              f"{verdict(med <= target_s)}")
 
     def elkan() -> None:  # a variant tried, not used: KMeans' default is algorithm="lloyd"
         with _threadpool_controller().limit(limits=1):
@@ -138,7 +121,7 @@ def main() -> None:
     times, reduced = timed(lambda: reduce_task_vectors(x), 1 if args.quick else 3)
     print(f"reduction (one-time): {times[0]:.2f} s" + (f" (repeats: {', '.join(f'{s:.2f}' for s in times[1:])} s)"
                                                       if len(times) > 1 else "")
-          + f" -> reduced {reduced.shape[0]} x {reduced.shape[1]} float64  target <= 2 s: {verdict(times[0], 2.0)}")
+          + f" -> reduced {reduced.shape[0]} x {reduced.shape[1]} float64  target <= 2 s: {verdict(times[0] <= 2.0)}")
 
     # ---- 2. re-clustering ---------------------------------------------------------------
     recluster_section(reduced, x.shape[1], repeats, 0.020, "100 tasks")

@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from app_server import headless_browser, serve_app  # noqa: E402
-from host import cpu_model, load_average, usable_cores  # noqa: E402
+from common import cpu_model, load_average, usable_cores, verdict  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.synthetic import write_synthetic_run  # noqa: E402
 
@@ -87,8 +87,7 @@ ARM_JS = """(heatmapJs) => {
 
 
 def fmt(seconds: float, target: float, unit: str = "s") -> str:
-    verdict = "PASS" if seconds <= target else "FAIL"
-    return f"{seconds:7.2f} {unit}   target <= {target:g} {unit}   {verdict}"
+    return f"{seconds:7.2f} {unit}   target <= {target:g} {unit}   {verdict(seconds <= target)}"
 
 
 def open_page(browser, url: str, want: int, table: bool = False) -> tuple[float, int]:

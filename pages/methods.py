@@ -248,7 +248,7 @@ if everything:
         st.dataframe(pd.DataFrame([{
             "grouping": gid, "method": grouping_label(g.method), "k": g.n_clusters, "seed": g.seed,
             "state": jobs.read_status(store, jobs.Job(run_id, grouping_id=gid)).get("state"),
-            "params": json.dumps(g.params, sort_keys=True)} for gid, g in everything]), hide_index=True,
+            "params": json.dumps(g.resolved_params(), sort_keys=True)} for gid, g in everything]), hide_index=True,
             key="all_groupings")
         st.caption("The page shows the groupings of the methods, k, seed and parameters chosen above; pick "
                    "those settings to see another one.")

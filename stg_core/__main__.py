@@ -227,11 +227,12 @@ def _parse_params(items: list[str]) -> dict:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    from stg_core.grouping import GroupingSpec, run_grouping
+    from stg_core.grouping import GroupingSpec, params_class, run_grouping
 
     store = _store(args)
     run_id = store.resolve(args.run)
-    spec = GroupingSpec(run_id, args.method, args.k, seed=args.seed, params=_parse_params(args.param))
+    params = params_class(args.method).from_dict(_parse_params(args.param))
+    spec = GroupingSpec(run_id, args.method, args.k, seed=args.seed, params=params)
 
     def progress(message: str, step: int, n_steps: int) -> None:
         if not args.quiet:

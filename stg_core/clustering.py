@@ -41,7 +41,7 @@ from stg_core.reduction import REPRESENTATIONS, reduce_gram, selection_gram, sta
 from stg_core.reduction import threadpool_controller as _threadpool_controller
 from stg_core.store import ArtifactStore, read_json, write_json
 from stg_core.tasks import Task
-from stg_core.validation import is_integer, is_number
+from stg_core.validation import check_fuzziness, check_n_clusters, is_integer
 
 SCALINGS = ("none", "standard")
 
@@ -249,7 +249,7 @@ def fuzzy_memberships(distances: np.ndarray, fuzziness: float) -> np.ndarray:
     float64, rows summing to 1. ``ValueError`` for ``F <= 1`` and for NaN, infinite or
     negative distances.
     """
-    fuzziness = _check_fuzziness(fuzziness)
+    fuzziness = check_fuzziness(fuzziness)
     d = np.asarray(distances, dtype=np.float64)
     if d.ndim != 2 or d.shape[1] < 1:
         raise ValueError(f"distances must be (n_tasks, k) with k >= 1, got shape {d.shape}")
@@ -337,8 +337,8 @@ def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, 
         y = y.astype(np.float64)
     if not np.isfinite(y).all():
         raise ValueError("reduced contains NaN or infinite values")
-    k = _check_n_clusters(n_clusters, y.shape[0])
-    fuzziness = _check_fuzziness(fuzziness)
+    k = check_n_clusters(n_clusters, y.shape[0], "n_clusters")
+    fuzziness = check_fuzziness(fuzziness)
     if not is_integer(n_init) or n_init < 1:
         raise ValueError(f"n_init={n_init!r} must be a positive integer")
     tol = _SKLEARN_TOL
@@ -398,8 +398,8 @@ class TaskClusterer(BaseEstimator):
         if self.scaling not in SCALINGS:
             raise ValueError(f"unknown scaling {self.scaling!r}; known scalings: {', '.join(SCALINGS)}")
         x = _check_vectors(task_vectors)
-        _check_n_clusters(self.n_clusters, x.shape[0])
-        _check_fuzziness(self.fuzziness)
+        check_n_clusters(self.n_clusters, x.shape[0], "n_clusters")
+        check_fuzziness(self.fuzziness)
         key = (x.shape, x.dtype.str, self.scaling, _fingerprint(x))
         cached = getattr(self, "_reduction_cache", None)
         if cached is not None and cached[0] == key:
@@ -440,24 +440,6 @@ def _check_vectors(x: Any) -> np.ndarray:
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == bool):
         raise ValueError(f"task vectors must be real numbers, got dtype {x.dtype}")
     return x
-
-
-def _check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
-    if not is_integer(n_clusters):
-        raise ValueError(f"n_clusters={n_clusters!r} must be an integer")
-    if n_clusters < 2:
-        raise ValueError(f"n_clusters={n_clusters} must be at least 2: one cluster is no grouping")
-    if n_clusters > n_tasks:
-        raise ValueError(f"n_clusters={n_clusters} exceeds the number of tasks ({n_tasks})")
-    return int(n_clusters)
-
-
-def _check_fuzziness(fuzziness: Any) -> float:
-    # A real number, as STG's check_params asks: no strings ("3"), bools or infinity (whose
-    # memberships are uniform, the limit that a large finite F already shows).
-    if not is_number(fuzziness) or not fuzziness > 1.0:
-        raise ValueError(f"fuzziness={fuzziness!r} must be a finite number greater than 1")
-    return float(fuzziness)
 
 
 def _column_chunks(shape: tuple[int, int]) -> list[slice]:

@@ -225,6 +225,28 @@ class MultiTaskTrainer:
             n_batches = n // 2
         return list(torch.tensor_split(order, n_batches))
 
+    def step_epoch(self, epoch: int, batch_loss: Callable[[int, torch.Tensor], torch.Tensor],
+                   after_step: Callable[[int, int], None] | None = None) -> float:
+        """One pass over the batches of ``epoch``, one optimiser step per batch on the scalar that
+        ``batch_loss(i, index)`` returns for batch ``i`` (0-based) and its sample indices ``(B,)``;
+        ``after_step(i + 1, n_batches)`` follows each step. Returns the mean loss per sample.
+
+        Dropout masks come from torch's global generator: it is forked and seeded per epoch, so a
+        resumed run draws the same masks as an uninterrupted one and callers are unaffected."""
+        self.model.train()
+        batches = self.batches(epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + epoch)
+            for i, index in enumerate(batches):
+                loss = batch_loss(i, index)
+                self.optimizer_step(loss)
+                loss_sum += loss.detach() * len(index)
+                if after_step is not None:
+                    after_step(i + 1, len(batches))
+        return float(loss_sum) / self.data.y_train.shape[0]
+
     def train_epoch(self, epoch: int, progress: Callable[[int, int], None] | None = None,
                     before_step: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, Any]:
         """One pass over the training set. Returns the epoch's mean weighted loss and, when
@@ -233,29 +255,18 @@ class MultiTaskTrainer:
         ``before_step(i, index)`` is called before the forward pass of batch ``i`` (0-based) with
         its sample indices ``(B,)`` (TAG measures its lookahead affinity there); it must leave
         the model's parameters and the global random state as it found them."""
-        self.model.train()
-        batches = self.batches(epoch)
-        loss_sum = torch.zeros((), device=self.device)
-        # Dropout masks come from torch's global generator: fork it and seed per epoch, so a
-        # resumed run draws the same masks as an uninterrupted one and callers are unaffected.
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 1_000_003 + epoch)
-            for i, index in enumerate(batches):
-                if before_step is not None:
-                    before_step(i, index)
-                targets = self.data.y_train[index]
-                with self.autocast():
-                    logits = self.model(self.inputs(self.data.x_train[index]))
-                per_task = self.loss_per_task(logits, targets)
-                loss = (per_task * self.task_weights).sum()
-                self.optimizer_step(loss)
-                loss_sum += loss.detach() * len(index)
-                if self.recorder is not None:
-                    self.recorder.record(index, logits.detach(), targets)
-                if progress is not None:
-                    progress(i + 1, len(batches))
-        out: dict[str, Any] = {"train_loss": float(loss_sum) / self.data.y_train.shape[0]}
+
+        def batch_loss(i: int, index: torch.Tensor) -> torch.Tensor:
+            if before_step is not None:
+                before_step(i, index)
+            targets = self.data.y_train[index]
+            with self.autocast():
+                logits = self.model(self.inputs(self.data.x_train[index]))
+            if self.recorder is not None:  # detached: the optimiser step leaves these logits as they are
+                self.recorder.record(index, logits.detach(), targets)
+            return (self.loss_per_task(logits, targets) * self.task_weights).sum()
+
+        out: dict[str, Any] = {"train_loss": self.step_epoch(epoch, batch_loss, progress)}
         if self.recorder is not None:
             p_true = self.recorder.buffer
             y = self.data.y_train.bool()

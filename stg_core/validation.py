@@ -27,3 +27,54 @@ def is_bool(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (integer or float, Python or NumPy), not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value) and math.isfinite(value)
+
+
+# ---- checks shared by the grouping methods and the clustering ------------------------------
+# Each raises a one-line ValueError that names the parameter and its value.
+
+def check_n_clusters(value: Any, n_tasks: int, name: str = "k") -> int:
+    """``value`` as an int in ``2..n_tasks`` (a grouping needs two clusters, each with a task)."""
+    if not is_integer(value):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    if not 2 <= value <= n_tasks:
+        raise ValueError(f"{name}={value} must be between 2 and the number of tasks ({n_tasks})")
+    return int(value)
+
+
+def check_fuzziness(value: Any) -> float:
+    """``value`` as the float F > 1 of eq. 2: finite (F = inf gives uniform memberships, the limit
+    that a large finite F already shows) and not a string or bool."""
+    if not is_number(value) or not value > 1.0:
+        raise ValueError(f"fuzziness F={value!r} must be a finite number greater than 1")
+    return float(value)
+
+
+def check_integer(name: str, value: Any, low: int, high: int | None = None, *, none_means: str | None = None) -> None:
+    """``value`` an integer in ``low..high`` (no upper bound when ``high`` is None), or None when
+    ``none_means`` says what None stands for."""
+    if none_means is not None and value is None:
+        return
+    if not is_integer(value) or value < low or (high is not None and value > high):
+        kind = ("a positive integer" if low == 1 and high is None else
+                f"an integer at least {low}" if high is None else f"an integer between {low} and {high}")
+        raise ValueError(f"{name}={value!r} must be {kind}" + _or_none(none_means))
+
+
+def check_positive(name: str, value: Any, *, zero_ok: bool = False, none_means: str | None = None) -> None:
+    """``value`` a finite number above 0 (at least 0 with ``zero_ok``), or None when ``none_means``
+    says what None stands for."""
+    if none_means is not None and value is None:
+        return
+    if not is_number(value) or value < 0 or (value == 0 and not zero_ok):
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise ValueError(f"{name}={value!r} must be {kind} finite number" + _or_none(none_means))
+
+
+def _or_none(none_means: str | None) -> str:
+    return "" if none_means is None else f" or None ({none_means})"
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; use {', '.join(choices)}")

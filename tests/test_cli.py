@@ -195,7 +195,7 @@ def test_cluster_and_evaluate_commands(tmp_path):
     np.testing.assert_allclose(np.array(data["memberships"]).sum(1), 1.0, atol=1e-5)
     assert data["labels"] == np.array(data["memberships"]).argmax(1).tolist()
     bad = cli("cluster", run_id, "--k", "16", store=tmp_path, check=False)
-    assert bad.returncode == 2 and "exceeds the number of tasks (15)" in bad.stderr
+    assert bad.returncode == 2 and "must be between 2 and the number of tasks (15)" in bad.stderr
     bad = cli("cluster", run_id, "--k", "3", "--epochs", "2,9", store=tmp_path, check=False)
     assert bad.returncode == 2 and "9" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -56,7 +56,7 @@ def test_spec_validation_names_the_problem(planted_run):
         save_grouping_spec(GroupingSpec(run_id, "random", 13), store)
     with pytest.raises(ValueError, match="unknown parameter 'tau' for method 'stg'"):
         save_grouping_spec(GroupingSpec(run_id, "stg", 2, params={"tau": 1}), store)
-    with pytest.raises(ValueError, match="fuzziness F=1 must be a number greater than 1"):
+    with pytest.raises(ValueError, match="fuzziness F=1 must be a finite number greater than 1"):
         save_grouping_spec(GroupingSpec(run_id, "stg", 2, params={"fuzziness": 1}), store)
     # values a JSON box lets through, each refused before a job is started
     for method, params, message in (("stg", {"fuzziness": "3"}, "fuzziness F='3'"),

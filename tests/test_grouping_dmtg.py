@@ -10,11 +10,10 @@ from stg_core.grouping import GroupingSpec, default_params, run_grouping
 from stg_core.grouping.base import RunContext
 from stg_core.grouping.dmtg import (
     ALPHA_TRAVEL,
-    DEFAULTS,
+    DMTGParams,
     GroupBranchNet,
     _branch_trainer,
     assignment_weights,
-    check_params,
     default_alpha_lr,
     fixed_assignment_losses,
     group,
@@ -102,14 +101,16 @@ def test_split_trunk_rejects_unknown_trunks():
 # ---- parameters ------------------------------------------------------------------------------
 
 def test_defaults_are_registered_and_valid():
-    assert default_params("dmtg") == DEFAULTS == {"tau": 2.5, "alpha_lr": None, "epochs": None,
-                                                  "start_groups": None, "start_lead": 1.0,
-                                                  "weights_from": "initial", "hard": False,
-                                                  "branch_units": None}
-    check_params(DEFAULTS, 10, 2)
-    check_params({"tau": 4, "alpha_lr": 0.0, "epochs": 3, "start_groups": [0, 1, 2] * 3 + [0], "start_lead": 0,
-                  "weights_from": "trained", "hard": np.bool_(True), "branch_units": None}, 10, 3)  # NumPy bool: a bool
-    check_params({**DEFAULTS, "branch_units": np.int64(8)}, 10, 2)
+    assert default_params("dmtg") == DMTGParams().to_dict() == {"tau": 2.5, "alpha_lr": None, "epochs": None,
+                                                                "start_groups": None, "start_lead": 1.0,
+                                                                "weights_from": "initial", "hard": False,
+                                                                "branch_units": None}
+    DMTGParams().validate(10, 2)
+    DMTGParams(tau=4, alpha_lr=0.0, epochs=3, start_groups=[0, 1, 2] * 3 + [0], start_lead=0,
+               weights_from="trained", hard=np.bool_(True), branch_units=None).validate(10, 3)  # NumPy bool: a bool
+    DMTGParams(branch_units=np.int64(8)).validate(10, 2)
+    with pytest.raises(ValueError, match="unknown parameter 'alpha' for method 'dmtg'"):
+        DMTGParams.from_dict({"alpha": 1})
 
 
 @pytest.mark.parametrize("bad, name", [
@@ -126,9 +127,9 @@ def test_defaults_are_registered_and_valid():
     ({"branch_units": True}, "branch_units"),
     ({"branch_units": 8, "weights_from": "trained"}, "weights_from='initial'"),
 ])
-def test_check_params_names_the_bad_value(bad, name):
+def test_validate_names_the_bad_value(bad, name):
     with pytest.raises(ValueError, match=name):
-        check_params({**DEFAULTS, **bad}, 10, 2)
+        DMTGParams.from_dict(bad).validate(10, 2)
 
 
 def test_grouping_spec_validates_dmtg_params(planted):
@@ -359,9 +360,10 @@ def test_hard_assignments_train_each_task_on_its_drawn_branch_only(planted):
 def test_same_seed_same_result_and_progress(planted):
     store, run_id = planted
     calls = []
-    first = group(RunContext(store, run_id, "cpu"), 2, seed=3, epochs=2, progress=lambda *a: calls.append(a))
-    again = group(RunContext(store, run_id, "cpu"), 2, seed=3, epochs=2)
-    other = group(RunContext(store, run_id, "cpu"), 2, seed=4, epochs=2)
+    two = DMTGParams(epochs=2)
+    first = group(RunContext(store, run_id, "cpu"), 2, two, seed=3, progress=lambda *a: calls.append(a))
+    again = group(RunContext(store, run_id, "cpu"), 2, two, seed=3)
+    other = group(RunContext(store, run_id, "cpu"), 2, two, seed=4)
     np.testing.assert_array_equal(first.details["alpha"], again.details["alpha"])
     np.testing.assert_array_equal(first.memberships, again.memberships)
     assert first.details["train_loss"] == again.details["train_loss"]

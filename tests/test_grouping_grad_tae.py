@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from stg_core.config import ExperimentSpec, TrainConfig
 from stg_core.grouping import GroupingSpec, default_params, run_grouping
-from stg_core.grouping import grad_tae
+from stg_core.grouping import grad_tae, sdp, tae_solver
 from stg_core.grouping.base import RunContext
 from stg_core.models import build_model
 from stg_core.planted import duplicates_together
@@ -129,7 +129,7 @@ def _regression_problem(n_tasks=4, n=60, d=5, seed=0):
 def test_subset_regressions_match_scikit_learn_without_offset(C):
     g, y = _regression_problem()
     subsets = np.array([[0, 1], [1, 3], [0, 2], [2, 3], [0, 3]])
-    weights, steps = grad_tae.fit_subset_regressions(g, torch.zeros_like(y), y, subsets, C)
+    weights, steps = tae_solver.fit_subset_regressions(g, torch.zeros_like(y), y, subsets, C)
     assert weights.shape == (5, 5) and steps >= 1
     for j, subset in enumerate(subsets):
         features = np.concatenate([g[t].numpy() for t in subset])
@@ -143,7 +143,7 @@ def test_subset_regressions_with_offset_reach_the_optimum():
     offset = torch.as_tensor(np.random.default_rng(2).normal(size=y.shape))
     subsets = np.array([[0, 1, 2], [1, 2, 3]])
     C = 0.5
-    weights, _ = grad_tae.fit_subset_regressions(g, offset, y, subsets, C)
+    weights, _ = tae_solver.fit_subset_regressions(g, offset, y, subsets, C)
     for j, subset in enumerate(subsets):  # gradient of C Σ ℓ + ½‖w‖² vanishes at ŵ_S
         grad = weights[j].clone()
         for t in subset:
@@ -157,7 +157,7 @@ def test_validation_losses_and_affinity_by_hand():
     f = torch.tensor([[0.0, 0.0], [2.0, -2.0], [1.0, 1.0]])
     y = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
     subsets = np.array([[0, 1], [1, 2]])
-    losses = grad_tae.validation_losses(g, f, y, subsets, torch.zeros(2, 1))
+    losses = tae_solver.validation_losses(g, f, y, subsets, torch.zeros(2, 1))
     softplus = lambda z: np.log1p(np.exp(z))  # noqa: E731  BCE(z, 1) = softplus(-z)
     np.testing.assert_allclose(losses[0], [np.log(2), softplus(-2.0), np.nan])
     np.testing.assert_allclose(losses[1], [np.nan, softplus(-2.0), softplus(-1.0)])
@@ -207,11 +207,11 @@ def _block_affinity(sizes, seed=0, within=1.0, across=-0.5, noise=0.1):
 
 def test_sdp_recovers_planted_blocks_with_exactly_k_groups():
     t, truth = _block_affinity([4, 3, 3])
-    labels, notes, warned, details = grad_tae.cluster_affinity(t, 3, solver="CLARABEL")
+    labels, notes, warned, details = sdp.cluster_affinity(t, 3, solver="CLARABEL")
     assert details["clustering"] == "sdp" and details["sdp_candidate_groups"] == 3 and notes == warned == ()
     assert sorted(np.bincount(labels)) == [3, 3, 4]
     assert adjusted_rand_score(truth, labels) == 1.0
-    x, _ = grad_tae.solve_sdp(t, 3)
+    x, _ = sdp.solve_sdp(t, 3)
     np.testing.assert_allclose(np.trace(x), 3, atol=1e-4)
     np.testing.assert_allclose(x.sum(1), 1, atol=1e-4)
     assert np.linalg.eigvalsh(x).min() > -1e-4 and x.min() > -1e-4
@@ -219,7 +219,7 @@ def test_sdp_recovers_planted_blocks_with_exactly_k_groups():
 
 def test_sdp_with_scs_gives_the_same_groups():
     t, truth = _block_affinity([3, 3], seed=1)
-    labels, _, _, details = grad_tae.cluster_affinity(t, 2, solver="SCS")
+    labels, _, _, details = sdp.cluster_affinity(t, 2, solver="SCS")
     assert details["solver"] == "SCS" and adjusted_rand_score(truth, labels) == 1.0
 
 
@@ -227,22 +227,22 @@ def test_rounding_turns_any_candidate_groups_into_exactly_k():
     t, _ = _block_affinity([2, 2, 2], noise=0.0)
     three_blocks = np.kron(np.eye(3), np.full((2, 2), 0.5))
     # More candidate groups (3) than k (2): the third block joins by affinity.
-    labels, n_candidates = grad_tae.round_sdp_solution(three_blocks, t, 2)
+    labels, n_candidates = sdp.round_sdp_solution(three_blocks, t, 2)
     assert n_candidates == 3 and sorted(np.bincount(labels, minlength=2)) == [2, 4]
     # Fewer candidate groups (1) than k (3): split until every group is non-empty.
-    labels, n_candidates = grad_tae.round_sdp_solution(np.full((6, 6), 1 / 6 + 0.1), t, 3)
+    labels, n_candidates = sdp.round_sdp_solution(np.full((6, 6), 1 / 6 + 0.1), t, 3)
     assert n_candidates == 1 and len(np.unique(labels)) == 3 and labels.min() == 0 and labels.max() == 2
 
 
 def test_exactly_k_groups_places_unassigned_tasks_by_affinity():
     t, _ = _block_affinity([3, 3], noise=0.0)
-    labels = grad_tae.exactly_k_groups(np.array([0, -1, 0, 1, 1, -1]), t, 2)
+    labels = sdp.exactly_k_groups(np.array([0, -1, 0, 1, 1, -1]), t, 2)
     np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
 
 
 def test_spectral_clustering_on_request_is_labelled():
     t, truth = _block_affinity([3, 3], seed=2)
-    labels, notes, warned, details = grad_tae.cluster_affinity(t, 2, clustering="spectral")
+    labels, notes, warned, details = sdp.cluster_affinity(t, 2, clustering="spectral")
     assert details["clustering"] == "spectral" and adjusted_rand_score(truth, labels) == 1.0
     assert len(notes) == 1 and "spectral clustering" in notes[0] and "fallback" not in notes[0]
     assert warned == ()  # asked for, so nothing to doubt
@@ -257,7 +257,7 @@ def test_spectral_fallback_when_the_solver_fails(monkeypatch):
     monkeypatch.setattr(cvxpy.Problem, "solve", fail)
     t, truth = _block_affinity([3, 3], seed=3)
     with pytest.warns(RuntimeWarning, match="spectral-clustering fallback"):
-        labels, notes, warned, details = grad_tae.cluster_affinity(t, 2, solver="CLARABEL")
+        labels, notes, warned, details = sdp.cluster_affinity(t, 2, solver="CLARABEL")
     assert details["clustering"] == "spectral-fallback" and "simulated failure" in details["sdp_error"]
     assert notes == () and len(warned) == 1
     assert "spectral-clustering fallback" in warned[0] and "CLARABEL" in warned[0]
@@ -268,7 +268,7 @@ def test_spectral_fallback_when_cvxpy_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "cvxpy", None)  # import cvxpy now raises ImportError
     t, _ = _block_affinity([3, 3], seed=4)
     with pytest.warns(RuntimeWarning, match="cvxpy is not installed"):
-        labels, _, warned, _ = grad_tae.cluster_affinity(t, 2)
+        labels, _, warned, _ = sdp.cluster_affinity(t, 2)
     assert "spectral-clustering fallback" in warned[0] and len(np.unique(labels)) == 2
 
 
@@ -290,15 +290,15 @@ def test_spectral_fallback_when_cvxpy_is_missing(monkeypatch):
     ({"clustering": "kmeans"}, "'kmeans'"),
     ({"solver": "MOSEK"}, "'MOSEK'"),
 ])
-def test_check_params_names_the_bad_value(change, message):
-    params = {**grad_tae.DEFAULTS, **change}
+def test_validate_names_the_bad_value(change, message):
     with pytest.raises(ValueError, match=message):
-        grad_tae.check_params(params, 10, 2)
+        grad_tae.GradTAEParams.from_dict(change).validate(10, 2)
 
 
 def test_defaults_are_registered_and_valid():
-    assert default_params("grad-tae") == grad_tae.DEFAULTS
-    grad_tae.check_params(grad_tae.DEFAULTS, 10, 2)
+    assert default_params("grad-tae") == grad_tae.GradTAEParams().to_dict()
+    assert list(default_params("grad-tae"))[:2] == ["max_samples", "validation_fraction"]  # the stored order
+    grad_tae.GradTAEParams().validate(10, 2)
     with pytest.raises(ValueError, match="C=-1"):
         GroupingSpec("x", "grad-tae", 2, params={"C": -1}).validate(10)
 
@@ -315,8 +315,8 @@ def test_extra_backward_passes_grow_with_the_number_of_tasks(tmp_path):
         run_id = train_run(spec, store, device="cpu")
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="Grad-TAE")  # no fallback here: the SDP is solved
-            results[n_tasks] = grad_tae.group(RunContext(store, run_id, "cpu"), 2, max_samples=40, n_subsets=8,
-                                              projection_dim=8, offset=offset)
+            results[n_tasks] = grad_tae.group(RunContext(store, run_id, "cpu"), 2, grad_tae.GradTAEParams(
+                max_samples=40, n_subsets=8, projection_dim=8, offset=offset))
     small, large = results[3].cost, results[6].cost
     assert small.extra_forward_passes == large.extra_forward_passes == 2  # ceil(40 / 32)
     assert (small.extra_backward_passes, large.extra_backward_passes) == (6, 12)

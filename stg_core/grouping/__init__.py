@@ -23,19 +23,21 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stg_core import config
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, check_n_clusters, one_hot
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, one_hot
 from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json, write_npy
+from stg_core.validation import check_n_clusters
 
-__all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec", "RunContext", "default_params",
-           "grouping_dir", "list_groupings", "load_grouping_spec", "one_hot", "read_grouping", "run_grouping",
-           "save_grouping_spec"]
+__all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec", "MethodParams", "RunContext",
+           "default_params", "grouping_dir", "list_groupings", "load_grouping_spec", "one_hot", "params_class",
+           "read_grouping", "run_grouping", "save_grouping_spec"]
 
 # Bumped whenever a method's code changes what a spec produces: part of the grouping id, so a
 # stored grouping is never reused across such a change.
@@ -51,36 +53,50 @@ def _module(method: str) -> Any:
     return importlib.import_module(f"stg_core.grouping.{GROUPING_METHODS[method]}")
 
 
+def params_class(method: str) -> type[MethodParams]:
+    """The dataclass that declares the method's parameters (each module's ``PARAMS``)."""
+    return _module(method).PARAMS
+
+
 def default_params(method: str) -> dict[str, Any]:
-    """The method's parameters and their defaults (each module's ``DEFAULTS``)."""
-    return dict(_module(method).DEFAULTS)
+    """The method's parameters and their defaults, by name."""
+    return params_class(method)().to_dict()
 
 
 @dataclass(frozen=True)
 class GroupingSpec:
     """One grouping to compute: ``method`` with ``n_clusters`` groups on run ``run_id``.
 
-    ``params`` overrides the method's defaults (:func:`default_params`); unknown names are a
-    ``ValueError``. The id hashes the full parameter set, defaults included.
+    ``params``: the method's parameters, or a mapping of those that differ from the defaults
+    (read by the method's :class:`MethodParams`; an unknown method or name is a ``ValueError``).
+    The id hashes the full parameter set, defaults included.
     """
 
     run_id: str
     method: str
     n_clusters: int
     seed: int = 0
-    params: dict[str, Any] = field(default_factory=dict)
+    params: MethodParams | Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        cls = params_class(self.method)
+        if not isinstance(self.params, cls):
+            if isinstance(self.params, MethodParams):
+                raise ValueError(f"{type(self.params).__name__} are not the parameters of method {self.method!r}")
+            object.__setattr__(self, "params", cls.from_dict(self.params or {}))
+
+    @property
+    def method_params(self) -> MethodParams:
+        assert isinstance(self.params, MethodParams)  # __post_init__
+        return self.params
 
     def resolved_params(self) -> dict[str, Any]:
-        defaults = default_params(self.method)
-        unknown = sorted(set(self.params) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown parameter {unknown[0]!r} for method {self.method!r}; "
-                             f"parameters: {', '.join(sorted(defaults)) or 'none'}")
-        return {**defaults, **self.params}
+        """Every parameter by name, defaults included (the stored spec's ``params``)."""
+        return self.method_params.to_dict()
 
     def validate(self, n_tasks: int) -> None:
         check_n_clusters(self.n_clusters, n_tasks)
-        _module(self.method).check_params(self.resolved_params(), n_tasks, self.n_clusters)
+        self.method_params.validate(n_tasks, self.n_clusters)
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "method": self.method, "n_clusters": int(self.n_clusters),
@@ -146,8 +162,8 @@ def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "aut
     folder = grouping_dir(store, spec.run_id, gid)
     with job_running(folder):
         ctx = RunContext(store, spec.run_id, device)
-        result = _module(spec.method).group(ctx, spec.n_clusters, seed=spec.seed, progress=progress,
-                                            **spec.resolved_params())
+        result = _module(spec.method).group(ctx, spec.n_clusters, spec.method_params, seed=spec.seed,
+                                            progress=progress)
         if result.affinity is not None:
             write_npy(folder / "affinity.npy", result.affinity)
         write_json(folder / "result.json", {"grouping_id": gid, "spec": spec.to_json(),

@@ -9,10 +9,10 @@ memberships ``(n_tasks, k)`` (one-hot for hard methods), an optional task-affini
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -21,9 +21,37 @@ from stg_core.config import ExperimentSpec
 from stg_core.data import Dataset
 from stg_core.store import ArtifactStore
 from stg_core.training import TrainingData, resolve_device, spec_training_data
-from stg_core.validation import is_integer
 
 ProgressFn = Callable[[str, int, int], None]  # (message, step, n_steps)
+P = TypeVar("P", bound="MethodParams")
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """A grouping method's parameters: each subclass declares one field per parameter, with its
+    default and unit. Values are kept as given (JSON numbers stay ints or floats), so a stored
+    spec reads back to the same ids."""
+
+    method: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls: type[P], values: Mapping[str, Any]) -> P:
+        """The parameters from ``values`` (missing names: their defaults); ``ValueError`` on an
+        unknown name."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} for method {cls.method!r}; "
+                             f"parameters: {', '.join(sorted(names)) or 'none'}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every parameter by name, in declaration order (the stored spec's ``params``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        """``ValueError`` naming the first field that is not valid for ``n_tasks`` tasks in ``k``
+        groups."""
 
 
 @dataclass(frozen=True)
@@ -174,12 +202,3 @@ class Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds = time.perf_counter() - self.start
-
-
-def check_n_clusters(n_clusters: Any, n_tasks: int) -> int:
-    """``k`` as an int in ``2..n_tasks``, else ``ValueError`` naming it."""
-    if not is_integer(n_clusters):
-        raise ValueError(f"k={n_clusters!r} must be an integer")
-    if not 2 <= n_clusters <= n_tasks:
-        raise ValueError(f"k={n_clusters} must be between 2 and the number of tasks ({n_tasks})")
-    return int(n_clusters)

@@ -4,85 +4,38 @@ The run's model (``spec.train.model``, initialised from the run's seed) is cut i
 *backbone* and its last block, which is copied into K *group branches*, each with its own n
 task heads (:func:`split_trunk`). Assignment logits α ``(n_tasks, K)`` start uniform (zeros).
 Every minibatch draws one relaxed assignment ``z = softmax((α + g) / τ)`` with Gumbel noise g
-(constant τ; relaxed, ``hard=False``, as in the authors' configs) and minimises
+(constant τ) and minimises
 
     Σ_i Σ_k z_ik · ℓ_i(head_{k,i}(branch_k(backbone(x))), y_i)
 
 with ℓ_i the trainer's per-task BCE (``pos_weight = neg/pos``); the same Adam trains α and the
 weights. Task i joins group ``argmax_k α_ik``. K is an upper bound: groups left empty are
-reported as a *collapse* (in ``warnings`` and ``details``), and their membership columns are
-kept, all zero, so every method's result has k columns.
-
-As in the authors' code (``ethanygao/DMTG``, ``models/learnToGroup.py``), the K branches and
-the K sets of heads are exact copies of one initialisation: only the Gumbel draws (and the
-dropout masks) break the symmetry between groups.
+reported as a *collapse* (in ``warnings`` and ``details``), their membership columns kept all
+zero. As in the authors' code (``ethanygao/DMTG``, ``models/learnToGroup.py``), the K branches
+and heads are exact copies of one initialisation: only the Gumbel draws and dropout masks
+break the symmetry between groups.
 
 Deviations from the original:
 
-- only the grouping phase is run; the authors' second phase (pruning the unused heads and
-  fine-tuning the kept branches) trains the grouped model, which here is the evaluation's job;
+- only the grouping phase: pruning and fine-tuning the kept branches is the evaluation's job;
 - the run's schedule instead of the authors' (100 epochs, lr 8e-4 halved every 15 epochs);
-- α is an Adam parameter group of its own, so its learning rate (``alpha_lr``) can differ from
-  the weights' and the run's weight decay does not pull it back to uniform;
-- ``alpha_lr = None`` (the default) is the run's lr — one lr for everything, as in the
-  original — unless the run is too short for α to move: it is raised to
-  ``ALPHA_TRAVEL / n_steps``. The authors' CelebA schedule (lr 8e-4 halved every 15 epochs,
-  100 epochs of ~636 batches on one GPU) lets Adam move each logit up to ~15; a 15-epoch
-  digits run has 90 steps, in which the run's lr (1e-3) moves α by at most 0.09, and the
-  argmax is then noise (measured on the earlier ``digits-planted``, three 3-subsets of
-  {0,1,2,3} and of {5,6,7,8}: some pair of exact duplicates was split in 8 of 20 grouping seeds
-  at the run's lr, in 2 of 30 at the raised lr). Runs of ~15,000
-  steps and more keep the run's lr;
-- the Gumbel noise comes from a generator seeded by the grouping's seed, which also orders
-  the batches and seeds the dropout masks; the weights start from the run's seed.
+- α is an Adam parameter group of its own (``alpha_lr``, no weight decay);
+- ``alpha_lr = None`` is the run's lr, raised to ``ALPHA_TRAVEL / n_steps`` when the run is too short for α to move;
+- the grouping's seed draws the Gumbel noise, orders the batches and seeds the dropout masks.
 
-Options, off by default:
+Options, off by default (not in the authors' configs):
 
-- ``hard=True`` draws straight-through assignments instead: each batch trains every task on the
-  one branch of its draw's argmax (the one-hot in the forward pass), while α gets the relaxed
-  gradient (:func:`assignment_weights`; the authors' ``is_hard`` option, as
-  ``F.gumbel_softmax(hard=True)``). Measured on the digit pairs competing for 8 feature units,
-  with α at the weights' lr over 30 epochs, it recovered the planted sets in 9 of 12 groupings,
-  against 4 of 12 relaxed (``docs/dmtg-planted.md``); on ``digits-planted``, whose objective is
-  flat, in 0 of 6 at the default ``alpha_lr``.
-- ``weights_from="trained"`` starts the branches and heads from the run's trained MTL model:
-  the authors' ``resume_from_mtl`` option, with a fresh optimiser. The run's training then
-  counts in the cost (``reused_training_seconds``, two models trained), and a grouping that
-  settles early gets no warning: its branches have learned the tasks already.
-- ``branch_units=N`` (the CNNs only) builds the K-branch network from the run's initial model
-  with N units in its fully connected layer, so every group branch has N units whatever the
-  run's width: the backbone's weights are the run's (they are drawn first from its seed), the
-  branches and heads fresh ones of the new width. Not in the original, which copies the
-  network's last block as it is. Where a branch as wide as the run's (128 units) holds the
-  tasks of both planted sets at no cost, DMTG's objective hardly depends on the grouping; with
-  8 units the tasks of a group compete for them. Measured on the digit pairs, the run at 128
-  units (``bench/planted.py --problem pairs``): with ``{"branch_units": 8, "hard": true,
-  "alpha_lr": 0.001, "epochs": 150}`` DMTG recovers the planted sets in 12 of 12 groupings, as
-  STG-MTL, TAG and Grad-TAE do (6 runs x 2 grouping seeds); relaxed assignments with the same
-  settings in 2 of 6 (``docs/dmtg-planted.md``).
-- ``start_groups`` starts α from a grouping, ``start_lead`` logits in favour of each task's
-  start group (:func:`start_logits`; not in the original, whose uniform start stays the
-  default). The planted bench uses it to ask whether DMTG's training prefers a grouping;
-  ``details["start_kept"]`` says whether the start grouping survived.
+- ``hard=True``: straight-through one-hot assignments (the authors' ``is_hard``; :func:`assignment_weights`);
+- ``weights_from="trained"``: start from the run's trained MTL model (the authors' ``resume_from_mtl``);
+- ``branch_units=N`` (CNNs): group branches of N fresh units on the run's initial backbone;
+- ``start_groups``/``start_lead``: α starts with a lead for a given grouping (:func:`start_logits`).
 
-Known limitation, measured (``docs/dmtg-planted.md`` has every figure and its command): on
-``digits-planted``, where STG-MTL, TAG and Grad-TAE recover the two planted sets in 20 of 20
-groupings, DMTG keeps duplicates with their originals (18 of 20) but does not recover the sets
-(ARI ≤ 0.4 in all 20; ``python bench/planted.py --run-seeds 0,1,2,3,4,5,6,7,8,9 --dmtg-fixed
-2``). Its objective hardly depends on the grouping there (trained with a grouping held fixed,
-:func:`fixed_assignment_losses`, the planted grouping's training loss is that of random ones),
-and the grouping settles in the first epochs (``details["settled_epoch"]``, with a warning in
-the first fifth of training): the head of a task that draws more weight in one group learns
-faster there, which draws more weight to it, so early noise decides. On controls where the
-grouping does matter to the objective (Fashion-MNIST; digit pairs competing for 8 feature
-units) relaxed assignments recover the sets in at most half of the groupings, whatever the
-setting tried; straight-through ones (``hard``) do better on the digit pairs only, and with
-branches of few units (``branch_units``, above) they recover the digit pairs' sets every time
-on a run where STG-MTL, TAG and Grad-TAE do too.
+Known limitation: where the objective hardly depends on the grouping, the grouping settles in
+the first epochs (``details["settled_epoch"]``, a warning in the first fifth of training);
+``docs/dmtg-planted.md`` has the measurements on planted problems and their commands.
 
-Cost: one training of K branches. ``compute_factor`` is the ratio of forward FLOPs per image
-(counted by :class:`torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix
-products) of the K-branch network to the run's MTL network; the backward pass scales alike.
+Cost: one training of K branches; ``compute_factor`` is the ratio of forward FLOPs per image
+(:class:`torch.utils.flop_counter.FlopCounterMode`) of the K-branch network to the run's.
 """
 
 from __future__ import annotations
@@ -99,22 +52,10 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer, one_hot
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model, precision_amp, seeded_model
-from stg_core.validation import is_bool, is_integer, is_number
-
-DEFAULTS: dict[str, Any] = {
-    "tau": 2.5,         # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
-    "alpha_lr": None,   # Adam lr of the assignment logits α; None = max(run's lr, ALPHA_TRAVEL / steps)
-    "epochs": None,     # passes over the training set; None = the run's epochs
-    "start_groups": None,  # a group id in 0..K-1 per task to start α from; None = uniform (the original)
-    "start_lead": 1.0,     # with start_groups: the logits by which each task's start group leads the others
-    "weights_from": "initial",  # "initial": the run's initial weights (the original's default); "trained":
-                                # the run's trained MTL model (the authors' resume_from_mtl)
-    "hard": False,  # straight-through one-hot assignments (the authors' is_hard; their configs: relaxed)
-    "branch_units": None,  # units of each group branch's fully connected layer (CNNs); None = the run's
-}
+from stg_core.validation import check_integer, check_positive, is_bool, is_integer
 
 #: Where the K-branch network's weights start (``weights_from``).
 WEIGHTS_FROM = ("initial", "trained")
@@ -130,30 +71,38 @@ def default_alpha_lr(lr: float, n_steps: int) -> float:
     return max(lr, ALPHA_TRAVEL / max(n_steps, 1))
 
 
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    tau = params["tau"]
-    if not is_number(tau) or not tau > 0:
-        raise ValueError(f"tau={tau!r} must be a positive number")
-    alpha_lr = params["alpha_lr"]
-    if alpha_lr is not None and (not is_number(alpha_lr) or alpha_lr < 0):
-        raise ValueError(f"alpha_lr={alpha_lr!r} must be a non-negative number or None (the run's lr, raised "
-                         "for short runs)")
-    epochs = params["epochs"]
-    if epochs is not None and (not is_integer(epochs) or epochs < 1):
-        raise ValueError(f"epochs={epochs!r} must be a positive integer or None (the run's epochs)")
-    groups = params["start_groups"]
-    if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
-            not is_integer(g) or not 0 <= g < n_clusters for g in groups)):
-        raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
-                         f"order) between 0 and {n_clusters - 1}")
-    lead = params["start_lead"]
-    if not is_number(lead) or lead < 0:
-        raise ValueError(f"start_lead={lead!r} must be a non-negative number (logits)")
-    check_weights_from(params["weights_from"])
-    if not is_bool(params["hard"]):
-        raise ValueError(f"hard={params['hard']!r} must be true (straight-through one-hot assignments) or false "
-                         "(relaxed, the default)")
-    check_branch_units(params["branch_units"], params["weights_from"])
+@dataclasses.dataclass(frozen=True)
+class DMTGParams(MethodParams):
+    """DMTG's parameters (the spec's seed orders the batches and draws the Gumbel noise)."""
+
+    method = "dmtg"
+    tau: float = 2.5                  # Gumbel-softmax temperature, constant (paper: 2.5 on CelebA, 4 on Taskonomy)
+    alpha_lr: float | None = None     # Adam lr of the assignment logits α; None = max(run's lr, ALPHA_TRAVEL / steps)
+    epochs: int | None = None         # passes over the training set; None = the run's epochs
+    start_groups: list[int] | None = None  # a group id in 0..K-1 per task to start α from; None = uniform (original)
+    start_lead: float = 1.0           # logits by which each task's start group leads the others (with start_groups)
+    weights_from: str = "initial"     # initial: the run's initial weights (original) | trained: its trained MTL model
+    hard: bool = False                # straight-through one-hot assignments (authors' is_hard; their configs: relaxed)
+    branch_units: int | None = None   # units of each group branch's fully connected layer (CNNs); None = the run's
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        check_positive("tau", self.tau)
+        check_positive("alpha_lr", self.alpha_lr, zero_ok=True, none_means="the run's lr, raised for short runs")
+        check_integer("epochs", self.epochs, 1, none_means="the run's epochs")
+        groups = self.start_groups
+        if groups is not None and (not isinstance(groups, (list, tuple)) or len(groups) != n_tasks or any(
+                not is_integer(g) or not 0 <= g < k for g in groups)):
+            raise ValueError(f"start_groups={groups!r} must be None or {n_tasks} group ids (one per task, in task "
+                             f"order) between 0 and {k - 1}")
+        check_positive("start_lead", self.start_lead, zero_ok=True)
+        check_weights_from(self.weights_from)
+        if not is_bool(self.hard):
+            raise ValueError(f"hard={self.hard!r} must be true (straight-through one-hot assignments) or false "
+                             "(relaxed, the default)")
+        check_branch_units(self.branch_units, self.weights_from)
+
+
+PARAMS = DMTGParams
 
 
 def check_branch_units(branch_units: Any, weights_from: str, model: str = "auto") -> None:
@@ -296,31 +245,27 @@ def _gumbel_noise(generator: torch.Generator, shape: tuple[int, ...]) -> torch.T
     return -torch.empty(shape).exponential_(generator=generator).log()
 
 
-def _train_branches(trainer: MultiTaskTrainer, n_epochs: int, seed: int,
+def _train_branches(trainer: MultiTaskTrainer, n_epochs: int,
                     weights: Callable[[int, int], Iterator[torch.Tensor]],
                     progress: ProgressFn | None = None) -> list[float]:
     """Train ``trainer.model`` (a :class:`GroupBranchNet`) for ``n_epochs`` on
     ``Σ_i Σ_k z_ik · ℓ_i(head_{k,i}(...))``; ``weights(epoch, n_batches)`` yields one ``z``
-    ``(n_tasks, K)`` per batch. Returns the mean training loss of each epoch."""
+    ``(n_tasks, K)`` per batch. The steps are :meth:`MultiTaskTrainer.step_epoch`'s (batches,
+    dropout seeds). Returns the mean training loss of each epoch."""
     data, net = trainer.data, trainer.model
-    devices = [trainer.device] if trainer.device.type == "cuda" else []
     losses = []
-    net.train()
     for epoch in range(1, n_epochs + 1):
-        batches = trainer.batches(epoch)
-        loss_sum = torch.zeros((), device=trainer.device)
-        zs = weights(epoch, len(batches))
-        with torch.random.fork_rng(devices=devices):  # dropout masks, as in MultiTaskTrainer
-            torch.manual_seed(seed * 1_000_003 + epoch)
-            for index, z in zip(batches, zs):
-                targets = data.y_train[index]
-                with trainer.autocast():
-                    logits = net(trainer.inputs(data.x_train[index]))  # (B, K, n_tasks)
-                loss_per_head = trainer.loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
-                loss = (loss_per_head * z.T).sum()
-                trainer.optimizer_step(loss)
-                loss_sum += loss.detach() * len(index)
-        losses.append(float(loss_sum) / len(data.y_train))
+        zs = weights(epoch, len(trainer.batches(epoch)))
+
+        def batch_loss(i: int, index: torch.Tensor, zs: Iterator[torch.Tensor] = zs) -> torch.Tensor:
+            z = next(zs)  # (n_tasks, K)
+            targets = data.y_train[index]
+            with trainer.autocast():
+                logits = net(trainer.inputs(data.x_train[index]))  # (B, K, n_tasks)
+            loss_per_head = trainer.loss_per_task(logits, targets[:, None, :].expand_as(logits))  # (K, n)
+            return (loss_per_head * z.T).sum()
+
+        losses.append(trainer.step_epoch(epoch, batch_loss))
         if progress is not None:
             progress(f"DMTG epoch {epoch}/{n_epochs}", epoch, n_epochs)
     return losses
@@ -352,15 +297,13 @@ def _branch_trainer(ctx: RunContext, n_clusters: int, seed: int, weights_from: s
     return trainer, compute_factor
 
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          tau: float = 2.5, alpha_lr: float | None = None, epochs: int | None = None,
-          start_groups: list[int] | None = None, start_lead: float = 1.0,
-          weights_from: str = "initial", hard: bool = False, branch_units: int | None = None) -> GroupingResult:
+def group(ctx: RunContext, n_clusters: int, params: DMTGParams = DMTGParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """Hard memberships ``(n_tasks, n_clusters)`` from one DMTG training on the run's data."""
-    check_params({"tau": tau, "alpha_lr": alpha_lr, "epochs": epochs, "start_groups": start_groups,
-                  "start_lead": start_lead, "weights_from": weights_from, "hard": hard,
-                  "branch_units": branch_units}, ctx.n_tasks, n_clusters)
-    hard = bool(hard)  # a NumPy bool too: details are written as JSON
+    params.validate(ctx.n_tasks, n_clusters)
+    tau, alpha_lr, epochs, start_groups = params.tau, params.alpha_lr, params.epochs, params.start_groups
+    start_lead, weights_from, branch_units = params.start_lead, params.weights_from, params.branch_units
+    hard = bool(params.hard)  # a NumPy bool too: details are written as JSON
     train = ctx.spec.train
     n_epochs = train.epochs if epochs is None else int(epochs)
     _ = ctx.data  # loaded before the timer: wall_seconds is DMTG's own training
@@ -384,7 +327,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
             for gumbel in noise:
                 yield assignment_weights(alpha, gumbel, tau, hard)  # (n_tasks, K), rows sum to 1
 
-        losses = _train_branches(trainer, n_epochs, seed, assignments, progress)
+        losses = _train_branches(trainer, n_epochs, assignments, progress)
         final_alpha = alpha.detach().cpu().double().numpy()
     grouping_by_epoch.append(final_alpha.argmax(1))
     memberships, warnings, details = grouping_from_logits(final_alpha)
@@ -445,7 +388,7 @@ def fixed_assignment_losses(ctx: RunContext, labels: np.ndarray, *, seed: int = 
     n_epochs = ctx.spec.train.epochs if epochs is None else int(epochs)
     trainer, _ = _branch_trainer(ctx, int(labels.max()) + 1, seed, weights_from, branch_units)
     z = torch.as_tensor(one_hot(labels, int(labels.max()) + 1), dtype=torch.float32, device=ctx.device)
-    losses = _train_branches(trainer, n_epochs, seed, lambda epoch, n_batches: (z for _ in range(n_batches)))
+    losses = _train_branches(trainer, n_epochs, lambda epoch, n_batches: (z for _ in range(n_batches)))
     logits = trainer.predict_logits(ctx.data.x_test)  # (M, K, n_tasks), in batches, eval mode
     test = trainer.loss_per_task(logits, ctx.data.y_test[:, None, :].expand_as(logits))  # (K, n)
     return {"train_loss": losses, "test_loss": float((test * z.T).sum())}

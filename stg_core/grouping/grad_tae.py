@@ -14,40 +14,28 @@ at the run's MTL model, then SDP clustering.
    (scikit-learn's ``C``, with ``g̃`` scaled to unit root-mean-square norm). The offset
    ``o_t(x)`` is 0 by default, as in the official scripts, which fit the gradients alone;
    with ``offset=True`` it is ``f_t(x; θ*)``, the linearisation of the network around θ*.
-   All subsets are solved at once by a batched Newton-CG in torch.
+   All subsets are solved at once by a batched Newton-CG in torch (:mod:`~stg_core.grouping.tae_solver`).
 4. Each task ``i`` of ``S`` is scored by minus its validation BCE under the same linear model
    ``o_i(x) + g̃_i(x)ᵀŵ_S``. Scores are standardised per task over the subsets that contain
    it; affinity ``T_ij`` is the mean standardised score of task ``i`` over the subsets that
    contain ``i`` and ``j``; ``T_ii = 0``; ``T ← (T + Tᵀ)/2``.
 5. Clustering: the SDP ``min ⟨max(T) − T, X⟩`` s.t. ``X ⪰ 0, X ≥ 0, tr X = k, X·1 = 1``
-   (cvxpy, solver named explicitly), rounded by thresholding ``X_ij > 1/n``.
+   (cvxpy, solver named explicitly), rounded by thresholding ``X_ij > 1/n`` (:mod:`~stg_core.grouping.sdp`).
 
 Deviations from the original (also listed in every result's ``notes``):
 
 - Scoring uses the fitted linear model itself (the paper's fast estimate), not the network at
-  ``θ* + Pŵ_S``, which the official scripts evaluate. By default that model is the gradient
-  features alone, without θ*'s logits: the official fit (without its intercept). Measured on
-  the earlier planted preset (three 3-subsets of {0,1,2,3} and of {5,6,7,8}; k = 2, 4 models
-  trained with seeds 0-3 × 3 grouping seeds), the default recovered the planted split (ARI
-  1.0) 12 times out of 12; fitting and scoring around θ*
-  (``offset=True``) 9 out of 12, every failure on one model (ARI ≤ 0.4). Smaller checks (2
-  models × 2-3 seeds): fitting without the offset but scoring ``f + g̃ᵀŵ_S``, the closest to
-  the official scoring of the network, reached ARI ≥ 0.8 once out of 4; a shared intercept 2
-  times out of 6, so it is left out. Why: θ* has almost converged on the training images
-  (99.8 % accuracy), so around it the residuals ``y − σ(f)`` of a few hard images decide
-  every ``ŵ_S``; from zero, every image counts.
+  ``θ* + Pŵ_S``; by default on the gradient features alone, without θ*'s logits (``offset``).
 - ``C`` applies to the projected gradients divided by their root-mean-square norm over the
-  fitting samples (the official code uses the raw gradients). Their raw scale depends on the
-  network: on the digits CNN ``‖g̃‖ ≈ 86``, and there ``C = 1e-2`` regularised so weakly that a
-  few hard samples decided every ``ŵ_S`` and the affinity was noise (earlier planted preset, k = 2:
-  ARI ≤ 0.66 with raw gradients for C from 1e-3 to 0.1, 1.0 scaled with C of 1e-3 or 1e-2).
+  fitting samples (the official code uses the raw gradients, whose scale depends on the network).
+  ``docs/grad-tae.md`` has the measurements behind both choices.
 - Samples: a seeded subset of at most ``max_samples`` training images, split (seeded) into a
   fitting part and a validation part. The run's test split is not used, because the
   evaluation reports F1 on it and the grouping must not have seen it.
 - Subsets are drawn uniformly at random. Each pair of tasks that no subset contains together
   then gets one extra subset, so every affinity entry is defined.
 - Rounding always gives exactly ``k`` groups (the official greedy pass over the thresholded
-  rows gives any number of them); see :func:`round_sdp_solution`.
+  rows gives any number of them); see :func:`stg_core.grouping.sdp.round_sdp_solution`.
 - Fallback when cvxpy is missing or the solver fails: scikit-learn's spectral clustering on
   ``exp(T)`` (the official code's transform of ``T``), labelled as such in the result's
   ``warnings``, and with a Python ``RuntimeWarning``.
@@ -56,37 +44,52 @@ Deviations from the original (also listed in every result's ``notes``):
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from stg_core.grouping.base import (GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, check_n_clusters,
-                                    one_hot)
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer, one_hot
+from stg_core.grouping.sdp import CLUSTERINGS, SDP_SOLVERS, cluster_affinity
+from stg_core.grouping.tae_solver import fit_subset_regressions, validation_losses
 from stg_core.models import MultiHeadNet
 from stg_core.training import MultiTaskTrainer, load_trained_model
-from stg_core.validation import is_bool, is_integer, is_number
+from stg_core.validation import check_choice, check_integer, check_n_clusters, check_positive, is_bool, is_number
 
-DEFAULTS: dict[str, Any] = {
-    "max_samples": 1000,         # training images whose gradients are computed (a seeded subset)
-    "validation_fraction": 0.3,  # share of those images that scores the estimated models
-    "projection_dim": 200,       # d, the Rademacher projection's dimension (paper: 200)
-    "n_subsets": None,           # m random task subsets; None = ceil(8 n(n-1) / (s(s-1))) clamped to [100, 2000]
-    "subset_size": None,         # s tasks per subset; None = min(5, n - 1), at least 2
-    "C": 1e-2,                   # inverse L2 strength as scikit-learn's C, on gradients scaled to unit RMS norm
-    "offset": False,             # fit and score f(x; θ*) + g̃ᵀw (True) or the gradient features alone (official)
-    "clustering": "sdp",         # sdp (paper) | spectral
-    "solver": "CLARABEL",        # cvxpy solver of the SDP: CLARABEL | SCS
-}
+@dataclass(frozen=True)
+class GradTAEParams(MethodParams):
+    """Grad-TAE's parameters (the spec's seed draws the samples, the projection and the subsets)."""
 
-CLUSTERINGS = ("sdp", "spectral")
-SDP_SOLVERS = ("CLARABEL", "SCS")
+    method = "grad-tae"
+    max_samples: int = 1000           # training images whose gradients are computed (a seeded subset)
+    validation_fraction: float = 0.3  # share of those images that scores the estimated models, in (0, 1)
+    projection_dim: int = 200         # d, the Rademacher projection's dimension (paper: 200)
+    n_subsets: int | None = None      # m random task subsets; None = ceil(8 n(n-1) / (s(s-1))) in [100, 2000]
+    subset_size: int | None = None    # s tasks per subset; None = min(5, n - 1), at least 2
+    C: float = 1e-2                   # inverse L2 strength (scikit-learn's C), on gradients of unit RMS norm
+    offset: bool = False              # fit and score f(x; θ*) + g̃ᵀw (true) or the gradients alone (official)
+    clustering: str = "sdp"           # sdp (paper) | spectral
+    solver: str = "CLARABEL"          # cvxpy solver of the SDP: CLARABEL | SCS
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        check_integer("max_samples", self.max_samples, 10)
+        fraction = self.validation_fraction
+        if not is_number(fraction) or not 0 < fraction < 1:
+            raise ValueError(f"validation_fraction={fraction!r} must be a number strictly between 0 and 1")
+        check_integer("projection_dim", self.projection_dim, 1)
+        check_integer("n_subsets", self.n_subsets, 1, none_means="the default plan")
+        check_integer("subset_size", self.subset_size, 2, n_tasks, none_means="the default plan")
+        check_positive("C", self.C)
+        if not is_bool(self.offset):
+            raise ValueError(f"offset={self.offset!r} must be true or false")
+        check_choice("clustering", self.clustering, CLUSTERINGS)
+        check_choice("SDP solver", self.solver, SDP_SOLVERS)
+
+
+PARAMS = GradTAEParams
+
 
 # Memory bounds, not hyperparameters (results do not depend on them, up to rounding): full
 # per-sample gradients are kept for at most this many bytes at a time, and the projection
@@ -94,41 +97,6 @@ SDP_SOLVERS = ("CLARABEL", "SCS")
 # seeds per chunk of samples otherwise).
 _GRADIENT_CHUNK_BYTES = 1 << 28
 _PROJECTION_CACHE_BYTES = 1 << 29
-
-# Newton-CG settings of the batched logistic regressions: stop when ‖∇‖ ≤ tol·max(1, ‖∇₀‖).
-_NEWTON_TOL = 1e-8
-_NEWTON_MAX_ITER = 100
-
-
-# ----------------------------------------------------------------------------- parameters
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if not is_integer(value):
-        raise ValueError(f"{name}={value!r} must be an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name}={value} must be {bound}")
-
-
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    _check_int("max_samples", params["max_samples"], 10)
-    fraction = params["validation_fraction"]
-    if not is_number(fraction) or not 0 < fraction < 1:
-        raise ValueError(f"validation_fraction={fraction!r} must be a number strictly between 0 and 1")
-    _check_int("projection_dim", params["projection_dim"], 1)
-    if params["n_subsets"] is not None:
-        _check_int("n_subsets", params["n_subsets"], 1)
-    if params["subset_size"] is not None:
-        _check_int("subset_size", params["subset_size"], 2, n_tasks)
-    c = params["C"]
-    if not is_number(c) or not c > 0:
-        raise ValueError(f"C={c!r} must be a positive finite number")
-    if not is_bool(params["offset"]):
-        raise ValueError(f"offset={params['offset']!r} must be true or false")
-    if params["clustering"] not in CLUSTERINGS:
-        raise ValueError(f"unknown clustering {params['clustering']!r}; use {', '.join(CLUSTERINGS)}")
-    if params["solver"] not in SDP_SOLVERS:
-        raise ValueError(f"unknown SDP solver {params['solver']!r}; use {', '.join(SDP_SOLVERS)}")
 
 
 def subset_plan(n_tasks: int, n_subsets: int | None = None, subset_size: int | None = None) -> tuple[int, int]:
@@ -254,134 +222,6 @@ def projected_logit_gradients(model: MultiHeadNet, inputs: torch.Tensor, project
     return g, f
 
 
-# ------------------------------------------------------------- batched logistic regression
-
-@dataclass(frozen=True)
-class _Slots:
-    """Where each task sits in the subsets: ``subset[t, a]`` is the a-th subset holding task
-    ``t`` (padded with subset 0 where ``valid`` is False). ``(n_tasks, M)``, ``M`` the most
-    subsets any task is in: per-task logits for the subsets holding that task are one batched
-    matmul, ``O(m·s·N·d)``, never ``O(m·n·N·d)``."""
-
-    subset: torch.Tensor
-    valid: torch.Tensor
-    n_subsets: int
-
-    @classmethod
-    def of(cls, subsets: np.ndarray, n_tasks: int, device: torch.device) -> "_Slots":
-        incidence = np.zeros((len(subsets), n_tasks), dtype=bool)
-        np.put_along_axis(incidence, subsets, True, axis=1)
-        holding = [np.flatnonzero(incidence[:, t]) for t in range(n_tasks)]
-        width = max(1, max(len(h) for h in holding))
-        subset = np.zeros((n_tasks, width), dtype=np.int64)
-        valid = np.zeros((n_tasks, width), dtype=bool)
-        for t, h in enumerate(holding):
-            subset[t, :len(h)], valid[t, :len(h)] = h, True
-        return cls(torch.as_tensor(subset, device=device), torch.as_tensor(valid, device=device), len(subsets))
-
-    def logits(self, g: torch.Tensor, f: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``f_t(x) + g̃_t(x)ᵀ w_S`` for each task and each subset holding it: ``(n_tasks, N, M)``."""
-        return f[:, :, None] + torch.bmm(g, weights[self.subset].transpose(1, 2))
-
-    def to_subsets(self, per_slot: torch.Tensor) -> torch.Tensor:
-        """Sum ``(n_tasks, M, ...)`` over the tasks of each subset: ``(m, ...)``."""
-        values = per_slot[self.valid]
-        out = torch.zeros((self.n_subsets, *values.shape[1:]), dtype=values.dtype, device=values.device)
-        return out.index_add_(0, self.subset[self.valid], values)
-
-
-def _batched_cg(hvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, rtol: torch.Tensor, max_iter: int) -> torch.Tensor:
-    """Solve ``H_j x_j = b_j`` for every row j by conjugate gradients (``H_j ⪰ I``), each row
-    until ``‖r_j‖ ≤ rtol_j·‖b_j‖``. ``b`` ``(m, d)``, ``rtol`` ``(m,)``."""
-    x = torch.zeros_like(b)
-    r, p = b.clone(), b.clone()
-    rs = (r * r).sum(1)
-    target = (rtol ** 2) * rs
-    for _ in range(max_iter):
-        active = rs > target
-        if not bool(active.any()):
-            break
-        hp = hvp(p)
-        alpha = torch.where(active, rs / (p * hp).sum(1), torch.zeros_like(rs))
-        x += alpha[:, None] * p
-        r -= alpha[:, None] * hp
-        rs_new = (r * r).sum(1)
-        beta = torch.where(active, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs))
-        p = r + beta[:, None] * p
-        rs = rs_new
-    return x
-
-
-def fit_subset_regressions(g: torch.Tensor, f: torch.Tensor, y: torch.Tensor, subsets: np.ndarray,
-                           C: float) -> tuple[torch.Tensor, int]:
-    """One L2 logistic regression per task subset, all solved at once.
-
-    ``g`` ``(n_tasks, N, d)`` features, ``f`` ``(n_tasks, N)`` offsets, ``y`` ``(n_tasks, N)``
-    0/1 labels, ``subsets`` ``(m, s)`` task indices. Returns ``ŵ`` ``(m, d)`` with
-    ``ŵ_S = argmin_w C Σ_{t∈S} Σ_x ℓ(f_t(x) + g_t(x)ᵀw, y_t(x)) + ½‖w‖²`` (scikit-learn's
-    ``LogisticRegression(C=C, fit_intercept=False)`` when ``f = 0``), and the number of Newton
-    steps taken. Computed in float64 by Newton-CG with Armijo backtracking, per subset.
-    """
-    g, f, y = g.double(), f.double(), y.double()
-    n_tasks, _, d = g.shape
-    slots = _Slots.of(subsets, n_tasks, g.device)
-    mask = slots.valid[:, None, :].double()  # (n_tasks, 1, M)
-    weights = torch.zeros(len(subsets), d, dtype=torch.float64, device=g.device)
-
-    def objective(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = slots.logits(g, f, w)
-        loss = F.binary_cross_entropy_with_logits(z, y[:, :, None].expand_as(z), reduction="none")
-        return C * slots.to_subsets((loss * mask).sum(1)) + 0.5 * (w * w).sum(1), z
-
-    value, z = objective(weights)
-    first_norm = None
-    steps = 0
-    for steps in range(1, _NEWTON_MAX_ITER + 1):
-        p = torch.sigmoid(z)
-        residual = C * (p - y[:, :, None]) * mask
-        grad = slots.to_subsets(torch.bmm(g.transpose(1, 2), residual).transpose(1, 2)) + weights
-        norm = grad.norm(dim=1)
-        first_norm = norm.clamp_min(1.0) if first_norm is None else first_norm
-        active = norm > _NEWTON_TOL * first_norm
-        if not bool(active.any()):
-            break
-        curvature = C * p * (1 - p) * mask
-
-        def hvp(v: torch.Tensor) -> torch.Tensor:
-            u = slots.logits(g, torch.zeros_like(f), v) * curvature
-            return slots.to_subsets(torch.bmm(g.transpose(1, 2), u).transpose(1, 2)) + v
-
-        # Inexact Newton (forcing term min(0.5, √‖∇‖), as scikit-learn's newton-cg): cheap far
-        # from the optimum, quadratic convergence near it.
-        direction = _batched_cg(hvp, -grad, norm.sqrt().clamp(max=0.5), max_iter=2 * d)
-        direction[~active] = 0
-        slope = (grad * direction).sum(1)
-        step = torch.ones_like(value)
-        for _ in range(40):
-            new_value, new_z = objective(weights + step[:, None] * direction)
-            accepted = new_value <= value + 1e-4 * step * slope + 1e-12 * value.abs()
-            if bool(accepted.all()):
-                break
-            step = torch.where(accepted, step, step / 2)
-        weights = weights + step[:, None] * direction
-        value, z = new_value, new_z
-    return weights, steps
-
-
-def validation_losses(g: torch.Tensor, f: torch.Tensor, y: torch.Tensor, subsets: np.ndarray,
-                      weights: torch.Tensor) -> np.ndarray:
-    """Validation BCE of each task under each subset's estimated model ``f + g̃ᵀŵ_S``:
-    ``(m, n_tasks)``, NaN where the subset does not hold the task. ``g`` ``(n_tasks, N, d)``,
-    ``f``, ``y`` ``(n_tasks, N)``, ``weights`` ``(m, d)``."""
-    slots = _Slots.of(subsets, g.shape[0], g.device)
-    z = slots.logits(g.double(), f.double(), weights.double())
-    loss = F.binary_cross_entropy_with_logits(z, y.double()[:, :, None].expand_as(z), reduction="none").mean(1)
-    out = torch.full((len(subsets), g.shape[0]), float("nan"), dtype=torch.float64, device=g.device)
-    task = torch.arange(g.shape[0], device=g.device)[:, None].expand_as(slots.subset)
-    out[slots.subset[slots.valid], task[slots.valid]] = loss[slots.valid]
-    return out.cpu().numpy()
-
-
 def affinity_from_scores(scores: np.ndarray) -> np.ndarray:
     """Task affinity ``(n_tasks, n_tasks)`` from per-subset scores ``(m, n_tasks)`` (higher =
     better, NaN where the subset does not hold the task).
@@ -402,132 +242,6 @@ def affinity_from_scores(scores: np.ndarray) -> np.ndarray:
     return (affinity + affinity.T) / 2
 
 
-# ------------------------------------------------------------------------------ clustering
-
-class SDPFailed(RuntimeError):
-    """The SDP could not be solved: cvxpy is missing, or the solver failed."""
-
-
-def solve_sdp(affinity: np.ndarray, n_clusters: int, solver: str = "CLARABEL") -> tuple[np.ndarray, dict[str, Any]]:
-    """``X`` ``(n, n)`` minimising ``⟨max(T) − T, X⟩`` s.t. ``X ⪰ 0, X ≥ 0, tr X = k, X·1 = 1``,
-    and the solve's status and objective. Raises :class:`SDPFailed` when cvxpy is missing or
-    the solver fails or does not reach an optimum."""
-    try:
-        import cvxpy as cp
-    except ImportError as exc:
-        raise SDPFailed(f"cvxpy is not installed ({exc})") from exc
-    n = len(affinity)
-    cost = affinity.max() - affinity
-    x = cp.Variable((n, n), symmetric=True)
-    constraints = [x >> 0, x >= 0, cp.trace(x) == n_clusters, cp.sum(x, axis=1) == 1]
-    problem = cp.Problem(cp.Minimize(cp.sum(cp.multiply(cost, x))), constraints)
-    try:
-        problem.solve(solver=solver)
-    except cp.error.SolverError as exc:
-        raise SDPFailed(f"solver {solver} failed ({exc})") from exc
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or x.value is None:
-        raise SDPFailed(f"solver {solver} ended with status {problem.status!r}")
-    return np.asarray(x.value, dtype=np.float64), {"status": str(problem.status), "objective": float(problem.value)}
-
-
-def _mean_affinity(affinity: np.ndarray, task: int, members: np.ndarray) -> float:
-    others = members[members != task]
-    return float(affinity[task, others].mean()) if len(others) else 0.0
-
-
-def exactly_k_groups(labels: np.ndarray, affinity: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Labels ``(n_tasks,)`` in ``0..k−1`` with every group non-empty, from labels that may
-    leave tasks unassigned (−1) or use fewer or more than ``k`` groups.
-
-    Groups beyond the ``k`` largest are dissolved; each task without a group then joins, in
-    index order, the group with the highest mean affinity to it. While fewer than ``k`` groups
-    exist, the task of the largest group with the lowest mean affinity to the rest of that
-    group leaves it for a group of its own. Ties go to the lower index.
-    """
-    labels = np.asarray(labels, dtype=np.int64).copy()
-    groups = [np.flatnonzero(labels == g) for g in np.unique(labels[labels >= 0])]
-    groups = sorted(groups, key=lambda members: (-len(members), members[0]))[:n_clusters]
-    labels[:] = -1
-    for g, members in enumerate(groups):
-        labels[members] = g
-    for task in np.flatnonzero(labels < 0):
-        if not groups:
-            labels[task] = 0
-            groups.append(np.array([task]))
-            continue
-        best = int(np.argmax([_mean_affinity(affinity, task, np.flatnonzero(labels == g))
-                              for g in range(len(groups))]))
-        labels[task] = best
-    n_groups = int(labels.max()) + 1
-    while n_groups < n_clusters:
-        sizes = np.bincount(labels, minlength=n_groups)
-        largest = np.flatnonzero(labels == int(np.argmax(sizes)))
-        loner = min(largest, key=lambda t: (_mean_affinity(affinity, t, largest), t))
-        labels[loner] = n_groups
-        n_groups += 1
-    return labels
-
-
-def round_sdp_solution(x: np.ndarray, affinity: np.ndarray, n_clusters: int) -> tuple[np.ndarray, int]:
-    """Hard labels ``(n_tasks,)`` with exactly ``k`` non-empty groups from the SDP solution
-    ``x`` ``(n, n)``, and the number of distinct candidate groups it suggested.
-
-    Task i's candidate group is ``{j : x_ij > 1/n} ∪ {i}`` (the paper's threshold). Groups are
-    formed greedily: the candidate with the most tasks not yet in a group (ties: the lower row)
-    makes a new group of those tasks, until ``k`` groups exist or every task is in one; then
-    :func:`exactly_k_groups` places the rest by mean affinity (or splits, when the candidates
-    gave fewer than ``k`` groups).
-    """
-    n = len(x)
-    support = x > 1.0 / n
-    np.fill_diagonal(support, True)
-    labels = np.full(n, -1, dtype=np.int64)
-    for g in range(n_clusters):
-        free = support & (labels < 0)[None, :]
-        row = int(np.argmax(free.sum(1)))
-        if not free[row].any():
-            break
-        labels[free[row]] = g
-    n_candidates = len({tuple(row) for row in support})
-    return exactly_k_groups(labels, affinity, n_clusters), n_candidates
-
-
-def spectral_labels(affinity: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """Labels ``(n_tasks,)`` from scikit-learn's spectral clustering on ``exp(T − max T)``
-    (the official code's ``exp(T)``, rescaled, which the normalised Laplacian ignores)."""
-    from sklearn.cluster import SpectralClustering
-
-    similarity = np.exp(affinity - affinity.max())
-    labels = SpectralClustering(n_clusters=n_clusters, affinity="precomputed", random_state=seed,
-                                n_init=100).fit(similarity).labels_
-    return exactly_k_groups(labels, affinity, n_clusters)
-
-
-def cluster_affinity(affinity: np.ndarray, n_clusters: int, *, clustering: str = "sdp", solver: str = "CLARABEL",
-                     seed: int = 0) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], dict[str, Any]]:
-    """Labels ``(n_tasks,)`` of ``k`` groups from the affinity ``(n_tasks, n_tasks)``, with the
-    notes (how it was clustered, where that differs from the paper) and warnings (a fallback
-    taken) to show, and JSON-able details of the clustering."""
-    if clustering == "spectral":
-        return (spectral_labels(affinity, n_clusters, seed),
-                ("spectral clustering of exp(T) instead of the paper's SDP (clustering='spectral')",), (),
-                {"clustering": "spectral"})
-    try:
-        x, solve = solve_sdp(affinity, n_clusters, solver)
-    except SDPFailed as exc:
-        warning = f"spectral-clustering fallback: the SDP was not solved, {exc}"
-        warnings.warn(f"Grad-TAE: {warning}", RuntimeWarning, stacklevel=2)
-        return spectral_labels(affinity, n_clusters, seed), (), (warning,), {"clustering": "spectral-fallback",
-                                                                             "sdp_error": str(exc)}
-    labels, n_candidates = round_sdp_solution(x, affinity, n_clusters)
-    details = {"clustering": "sdp", "solver": solver, "sdp_status": solve["status"],
-               "sdp_objective": solve["objective"], "sdp_candidate_groups": n_candidates}
-    notes = () if n_candidates == n_clusters else (
-        f"SDP rounding: the thresholded solution suggested {n_candidates} candidate groups, "
-        f"turned into {n_clusters} by affinity",)
-    return labels, notes, (), details
-
-
 # ------------------------------------------------------------------------------ the method
 
 _OFFSET_NOTES = {
@@ -538,10 +252,8 @@ _OFFSET_NOTES = {
 }
 
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          max_samples: int = 1000, validation_fraction: float = 0.3, projection_dim: int = 200,
-          n_subsets: int | None = None, subset_size: int | None = None, C: float = 1e-2, offset: bool = False,
-          clustering: str = "sdp", solver: str = "CLARABEL") -> GroupingResult:
+def group(ctx: RunContext, n_clusters: int, params: GradTAEParams = GradTAEParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """Hard memberships ``(n_tasks, k)`` and the Grad-TAE affinity ``(n_tasks, n_tasks)`` of the
     run's tasks, from per-sample gradients at the run's final MTL model.
 
@@ -549,10 +261,9 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
     """
     n_tasks = ctx.n_tasks
     check_n_clusters(n_clusters, n_tasks)
-    check_params({"max_samples": max_samples, "validation_fraction": validation_fraction,
-                  "projection_dim": projection_dim, "n_subsets": n_subsets, "subset_size": subset_size, "C": C,
-                  "offset": offset, "clustering": clustering, "solver": solver}, n_tasks, n_clusters)
-    m, s = subset_plan(n_tasks, n_subsets, subset_size)
+    params.validate(n_tasks, n_clusters)
+    max_samples, projection_dim, C, offset = params.max_samples, params.projection_dim, params.C, params.offset
+    m, s = subset_plan(n_tasks, params.n_subsets, params.subset_size)
     with Timer() as timer:
         model = load_trained_model(ctx.store, ctx.run_id, ctx.dataset.image_shape)
         # The trainer normalises images exactly as in training (its channel statistics).
@@ -563,7 +274,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         if n_train < 2:
             raise ValueError(f"the run has {n_train} training images: Grad-TAE needs at least 2")
         n_samples = min(max_samples, n_train)
-        n_val = min(n_samples - 1, max(1, round(validation_fraction * n_samples)))
+        n_val = min(n_samples - 1, max(1, round(params.validation_fraction * n_samples)))
         chosen = torch.as_tensor(rng.permutation(n_train)[:n_samples], device=ctx.device)
         gradient_dim = sum(p.numel() for p in gradient_parameters(model.trunk).values())
         n_steps = math.ceil(n_samples / gradient_chunk_size(n_tasks, gradient_dim)) + 2
@@ -583,7 +294,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         if progress is not None:
             progress(f"fitted {len(subsets)} subset regressions", n_steps - 1, n_steps)
         labels, cluster_notes, cluster_warnings, cluster_details = cluster_affinity(
-            affinity, n_clusters, clustering=clustering, solver=solver, seed=seed)
+            affinity, n_clusters, clustering=params.clustering, solver=params.solver, seed=seed)
     if progress is not None:
         progress("clustered the affinity", n_steps, n_steps)
     # Minibatch-equivalent passes: the samples cost one forward pass per training batch of

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from stg_core.evaluation import random_grouping
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer
-
-DEFAULTS: dict[str, Any] = {}
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer
 
 
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    pass
+@dataclass(frozen=True)
+class RandomParams(MethodParams):
+    """No parameters: the spec's seed draws the groups."""
+
+    method = "random"
 
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None) -> GroupingResult:
+PARAMS = RandomParams
+
+
+def group(ctx: RunContext, n_clusters: int, params: RandomParams = RandomParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """One-hot memberships ``(n_tasks, k)``: a seeded permutation of ``0, 1, ..., k-1, 0, ...``
     (the same grouping the evaluation's ``random`` baseline trains)."""
     with Timer() as timer:

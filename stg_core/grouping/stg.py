@@ -7,40 +7,43 @@ pass through the network — only the clustering of ``n_tasks`` vectors.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from stg_core.clustering import REPRESENTATIONS, SCALINGS, TaskClusterer, load_task_vectors
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer
-from stg_core.validation import is_integer, is_number
-
-DEFAULTS: dict[str, Any] = {
-    "fuzziness": 2.0,          # F of eq. 2 (paper: 2)
-    "representation": "raw",   # raw (paper) | standardized | pattern
-    "scaling": "none",         # none (paper) | standard
-    "epochs": None,            # data-map epochs used (list of 1-based epochs); None = all recorded
-}
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer
+from stg_core.validation import check_choice, check_fuzziness, is_integer
 
 
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    fuzziness = params["fuzziness"]
-    if not is_number(fuzziness) or not fuzziness > 1:
-        raise ValueError(f"fuzziness F={fuzziness!r} must be a number greater than 1")
-    epochs = params["epochs"]
-    if epochs is not None and (not isinstance(epochs, (list, tuple)) or not epochs or any(
-            not is_integer(e) or e < 1 for e in epochs)):
-        raise ValueError(f"epochs={epochs!r} must be None (every recorded epoch) or a list of 1-based epochs")
-    if params["representation"] not in REPRESENTATIONS:
-        raise ValueError(f"unknown representation {params['representation']!r}; use {', '.join(REPRESENTATIONS)}")
-    if params["scaling"] not in SCALINGS:
-        raise ValueError(f"unknown scaling {params['scaling']!r}; use {', '.join(SCALINGS)}")
+@dataclass(frozen=True)
+class STGParams(MethodParams):
+    """STG-MTL's parameters (the k-means seed is the spec's seed)."""
+
+    method = "stg"
+    fuzziness: float = 2.0       # F of eq. 2, > 1 (paper: 2); larger = softer memberships
+    representation: str = "raw"  # task vectors: raw (paper) | standardized | pattern
+    scaling: str = "none"        # per-feature scaling before k-means: none (paper) | standard
+    epochs: list[int] | None = None  # 1-based data-map epochs used; None = every recorded epoch
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        check_fuzziness(self.fuzziness)
+        epochs = self.epochs
+        if epochs is not None and (not isinstance(epochs, (list, tuple)) or not epochs or any(
+                not is_integer(e) or e < 1 for e in epochs)):
+            raise ValueError(f"epochs={epochs!r} must be None (every recorded epoch) or a list of 1-based epochs")
+        check_choice("representation", self.representation, REPRESENTATIONS)
+        check_choice("scaling", self.scaling, SCALINGS)
 
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          fuzziness: float = 2.0, representation: str = "raw", scaling: str = "none",
-          epochs: list[int] | None = None) -> GroupingResult:
+PARAMS = STGParams
+
+
+def group(ctx: RunContext, n_clusters: int, params: STGParams = STGParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """Soft memberships ``(n_tasks, k)`` of the run's tasks from their data maps."""
+    params.validate(ctx.n_tasks, n_clusters)
+    fuzziness, representation, scaling = params.fuzziness, params.representation, params.scaling
     with Timer() as timer:
-        vectors = load_task_vectors(ctx.store, ctx.run_id, epochs, representation)
+        vectors = load_task_vectors(ctx.store, ctx.run_id, params.epochs, representation)
         fitted = TaskClusterer(n_clusters, fuzziness=fuzziness, scaling=scaling, random_state=seed).fit(vectors)
     if progress is not None:
         progress("clustered the data maps", 1, 1)

@@ -40,40 +40,41 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from stg_core.grouping.base import GroupingCost, GroupingResult, ProgressFn, RunContext, Timer, one_hot
+from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer, one_hot
 from stg_core.training import MultiTaskTrainer, precision_amp, seeded_model
-from stg_core.validation import is_integer, is_number
+from stg_core.validation import check_integer, check_positive
 
-DEFAULTS: dict[str, Any] = {
-    "affinity_every": 10,        # r: optimiser steps between two affinity measurements (official: 10)
-    "lookahead_lr": None,        # η of the lookahead step; None = the run's learning rate
-    "epochs": None,              # training epochs; None = the run's
-    "exhaustive_max_tasks": 12,  # exhaustive partition search up to this many tasks, beam search beyond
-    "beam_width": 64,            # partial groupings kept per step of the beam search
-    "task_chunk": 16,            # lookahead parameter sets evaluated at once (memory vs speed)
-}
+@dataclass(frozen=True)
+class TAGParams(MethodParams):
+    """TAG's parameters (the spec's seed is unused: training follows the run's seed)."""
+
+    method = "tag"
+    affinity_every: int = 10          # r: optimiser steps between two affinity measurements (official: 10)
+    lookahead_lr: float | None = None  # η of the lookahead step; None = the run's learning rate
+    epochs: int | None = None         # training epochs; None = the run's
+    exhaustive_max_tasks: int = 12    # tasks up to which every partition is searched; beam search beyond
+    beam_width: int = 64              # partial groupings kept per step of the beam search
+    task_chunk: int = 16              # lookahead parameter sets evaluated at once (memory vs speed)
+
+    def validate(self, n_tasks: int, k: int) -> None:
+        for name in ("affinity_every", "exhaustive_max_tasks", "beam_width", "task_chunk"):
+            check_integer(name, getattr(self, name), 1)
+        if self.exhaustive_max_tasks > 14:
+            raise ValueError(f"exhaustive_max_tasks={self.exhaustive_max_tasks} is too large: partitions of more "
+                             "than 14 tasks cannot be enumerated in reasonable time (use the beam search)")
+        check_positive("lookahead_lr", self.lookahead_lr, none_means="the run's lr")
+        check_integer("epochs", self.epochs, 1, none_means="the run's epochs")
 
 
-def check_params(params: dict[str, Any], n_tasks: int, n_clusters: int) -> None:
-    for name in ("affinity_every", "exhaustive_max_tasks", "beam_width", "task_chunk"):
-        value = params[name]
-        if not is_integer(value) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
-    if params["exhaustive_max_tasks"] > 14:
-        raise ValueError(f"exhaustive_max_tasks={params['exhaustive_max_tasks']} is too large: partitions of more "
-                         "than 14 tasks cannot be enumerated in reasonable time (use the beam search)")
-    lr = params["lookahead_lr"]
-    if lr is not None and (not is_number(lr) or not lr > 0):
-        raise ValueError(f"lookahead_lr={lr!r} must be a positive number or None (the run's lr)")
-    if params["epochs"] is not None and (not is_integer(params["epochs"]) or params["epochs"] < 1):
-        raise ValueError(f"epochs={params['epochs']!r} must be a positive integer")
+PARAMS = TAGParams
 
 
 # --------------------------------------------------------------------------- affinity
@@ -266,19 +267,20 @@ def _select_distinct(affinity: np.ndarray, y_train: np.ndarray, n_clusters: int,
 
 # --------------------------------------------------------------------------- the method
 
-def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: ProgressFn | None = None,
-          affinity_every: int = 10, lookahead_lr: float | None = None, epochs: int | None = None,
-          exhaustive_max_tasks: int = 12, beam_width: int = 64, task_chunk: int = 16) -> GroupingResult:
+def group(ctx: RunContext, n_clusters: int, params: TAGParams = TAGParams(), *, seed: int = 0,
+          progress: ProgressFn | None = None) -> GroupingResult:
     """TAG on the run's tasks: one MTL training (the run's settings) measuring the lookahead
     affinity every ``affinity_every`` steps, then the best partition into ``n_clusters`` groups."""
+    params.validate(ctx.n_tasks, n_clusters)
+    affinity_every = params.affinity_every
     t = ctx.spec.train
-    n_epochs = epochs or t.epochs
-    lr = float(lookahead_lr) if lookahead_lr is not None else t.lr
+    n_epochs = params.epochs or t.epochs
+    lr = float(params.lookahead_lr) if params.lookahead_lr is not None else t.lr
     with Timer() as timer:
         model = seeded_model(ctx.spec, ctx.dataset.image_shape)
         trainer = MultiTaskTrainer(model, ctx.data, lr=t.lr, weight_decay=t.weight_decay, batch_size=t.batch_size,
                                    seed=t.seed, record=False, amp=precision_amp(t.precision))
-        meter = LookaheadAffinity(trainer, lr, task_chunk)
+        meter = LookaheadAffinity(trainer, lr, params.task_chunk)
         n_batches = len(trainer.batches(1))
         step = 0
 
@@ -294,7 +296,7 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
                 progress(f"tag: epoch {epoch}/{n_epochs}", epoch, n_epochs + 1)
         affinity = meter.affinity
         labels, search, n_distinct = _select_distinct(affinity, ctx.data.y_train.cpu().numpy(), n_clusters,
-                                                      exhaustive_max_tasks, beam_width)
+                                                      params.exhaustive_max_tasks, params.beam_width)
     if progress is not None:
         progress("tag: groups selected", n_epochs + 1, n_epochs + 1)
     n = ctx.n_tasks
@@ -305,8 +307,9 @@ def group(ctx: RunContext, n_clusters: int, *, seed: int = 0, progress: Progress
         notes.append(f"{n - n_distinct} exact duplicate task(s) searched as one with their original "
                      "(their mutual affinity is a self-affinity)")
     if search == "beam":
-        notes.append(f"{n_distinct} distinct tasks > {exhaustive_max_tasks}: beam search (width {beam_width}) and "
-                     "single-task moves over TAG's objective instead of the exhaustive search — a local optimum")
+        notes.append(f"{n_distinct} distinct tasks > {params.exhaustive_max_tasks}: beam search (width "
+                     f"{params.beam_width}) and single-task moves over TAG's objective instead of the exhaustive "
+                     "search — a local optimum")
     cost = GroupingCost(wall_seconds=timer.seconds, models_trained=1,
                         extra_forward_passes=meter.measurements * (1 + n),
                         extra_backward_passes=meter.measurements * n)
