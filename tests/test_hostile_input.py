@@ -1,0 +1,148 @@
+"""Hostile and careless input (issue 27, rows 3-9 and 11): every loader bounds what it allocates
+before allocating, and every bad task file, data file or setting gives one line naming the field,
+exit status 2 on the command line, and nothing in the store. Each test writes its own files."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import pickle
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stg_core import data as data_module
+from stg_core.data import MAX_CLASSES, MAX_DATA_BYTES, load_dataset
+from tests.cifar_files import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _npz_declaring(path: Path, shape: tuple[int, ...], payload: int = 1000) -> Path:
+    """An .npz whose 'x' header declares ``shape`` uint8 but holds only ``payload`` bytes."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", header.getvalue() + bytes(payload))
+        buf = io.BytesIO()
+        np.save(buf, np.arange(8) % 2)
+        zf.writestr("y.npy", buf.getvalue())
+    return path
+
+
+# --------------------------------------------------------------------------- row 3: npz shapes
+
+
+def test_row3_npz_declaring_huge_array_refused_before_allocation(tmp_path):
+    path = _npz_declaring(tmp_path / "big.npz", (8000, 1000, 1000))
+    with pytest.raises(ValueError, match="MAX_DATA_BYTES") as info:
+        load_dataset("npz", root=path)
+    assert "\n" not in str(info.value)
+
+
+def test_row3_bare_npy_and_truncated_npz_refused(tmp_path):
+    npy = tmp_path / "bare.npz"
+    with open(npy, "wb") as f:  # a bare .npy that declares 8 GB: np.load would read it whole
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (8 * 2**30,)})
+    with pytest.raises(ValueError, match="not a zip archive"):
+        load_dataset("npz", root=npy)
+    small = _npz_declaring(tmp_path / "short.npz", (10, 8, 8))  # 640 bytes declared, 1000 present: fine...
+    with pytest.raises(ValueError, match="length mismatch"):  # ... up to the label count
+        load_dataset("npz", root=small)
+    short = _npz_declaring(tmp_path / "trunc.npz", (100, 8, 8), payload=10)
+    with pytest.raises(ValueError, match="declares 6400 bytes but holds 10"):
+        load_dataset("npz", root=short)
+
+
+def test_row3_upload_limit_matches_the_data_limit():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == MAX_DATA_BYTES
+
+
+def test_row3_idx_header_checked_before_reading(tmp_path):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    header = bytes([0, 0, 8, 3]) + np.array([100_000, 4000, 4000], ">u4").tobytes()  # 1.6 TB declared
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + bytes(100))
+    with pytest.raises(ValueError, match="MAX_DATA_BYTES"):
+        data_module._read_idx(folder / "train-images-idx3-ubyte.gz", 3)
+
+
+# --------------------------------------------------------------------------- row 4: label range
+
+
+@pytest.mark.parametrize("label", [10**12, 10**7, MAX_CLASSES])
+def test_row4_npz_label_over_max_classes_refused(tmp_path, label):
+    y = np.arange(12) % 2
+    y[3] = label
+    path = tmp_path / "labels.npz"
+    np.savez(path, x=np.zeros((12, 6, 6), np.uint8), y=y)
+    with pytest.raises(ValueError, match=f"MAX_CLASSES={MAX_CLASSES}"):
+        load_dataset("npz", root=path)
+
+
+# --------------------------------------------------------------------------- row 5: CIFAR pickles
+
+
+class _Reduce:
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("payload", [
+    _Reduce(bytes, (0xC000000000,)),
+    _Reduce(np.ndarray, ((10**12,),)),
+    _Reduce(np.ndarray, ((10**6, 10**6), np.dtype("u1"))),
+])
+def test_row5_cifar_pickle_allocation_capped(tmp_path, payload):
+    root = write_cifar10(tmp_path, per_batch=4, n_test=4)
+    batch = root / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(pickle.dumps(payload, protocol=2))
+    assert batch.stat().st_size < 200  # a few bytes that ask for gigabytes
+    with pytest.raises(ValueError, match="MAX_DATA_BYTES"):
+        load_dataset("cifar10", root=root)
+
+
+def test_row5_cifar_reconstruct_shape_capped(tmp_path):
+    root = write_cifar10(tmp_path, per_batch=4, n_test=4)
+    reconstruct = np.zeros(1).__reduce__()[0]
+    batch = root / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps(_Reduce(reconstruct, (np.ndarray, (10**7, 10**6), b"b")), protocol=2))
+    with pytest.raises(ValueError, match="MAX_DATA_BYTES"):
+        load_dataset("cifar10", root=root)
+
+
+@pytest.mark.parametrize("batch, change", [
+    ("data_batch_1", {b"labels": [10**30] * 4}),
+    ("data_batch_1", {b"labels": None}),
+    ("batches.meta", {b"label_names": 5}),
+    ("batches.meta", {b"other": []}),
+])
+def test_row5_cifar_malformed_entries_are_messages(tmp_path, batch, change):
+    root = write_cifar10(tmp_path, per_batch=4, n_test=4)
+    path = root / "cifar-10-batches-py" / batch
+    d = pickle.loads(path.read_bytes())
+    d = change if batch == "batches.meta" else {**d, **change}
+    path.write_bytes(pickle.dumps(d, protocol=2))
+    with pytest.raises(ValueError, match=batch):
+        load_dataset("cifar10", root=root)
+
+
+def test_celeba_undecodable_image_is_a_message(tmp_path):
+    folder = tmp_path / "celeba"
+    (folder / "img_align_celeba").mkdir(parents=True)
+    (folder / "list_attr_celeba.txt").write_text("2\nSmiling Young\n000001.jpg 1 -1\n000002.jpg -1 1\n")
+    (folder / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 2\n")
+    (folder / "img_align_celeba" / "000001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="000001.jpg: cannot decode"):
+        load_dataset("celeba", root=tmp_path)
