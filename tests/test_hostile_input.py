@@ -146,3 +146,126 @@ def test_celeba_undecodable_image_is_a_message(tmp_path):
     (folder / "img_align_celeba" / "000001.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="000001.jpg: cannot decode"):
         load_dataset("celeba", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- command line: rc 2, one line
+
+
+def _cli(*args: str, store: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stg_core", "train", "--store", str(store), "-q", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def _assert_refused(proc: subprocess.CompletedProcess, store: Path, *fields: str) -> None:
+    """Exit status 2, one line on stderr naming every field, no traceback, no run in the store."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for field in fields:
+        assert field in lines[0], (field, lines[0])
+    runs = store / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def _task_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tasks.json"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, fields", [
+    ('[{"name": "Round", "classes": null}]', ("'Round'", "'classes'")),
+    ('[{"name": "Round", "positives": 5}]', ("'Round'", "'positives'")),
+    ('[{"name": "Noise", "kind": "random", "seed": null}]', ("'Noise'", "'seed'")),
+    ('[{"name": "Noise", "kind": "random", "seed": 1e400}]', ("'Noise'", "'seed'")),
+    ("[" * 100_000 + "]" * 100_000, ("'tasks'", "nested")),
+], ids=["classes-null", "positives-5", "seed-null", "seed-1e400", "nested-lists"])
+def test_row6_malformed_task_files_are_one_line_errors(tmp_path, text, fields):
+    proc = _cli("--dataset", "digits", "--tasks-file", str(_task_file(tmp_path, text)), store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", *fields)
+
+
+@pytest.mark.parametrize("lr", ["inf", "1e30", "nan"])
+def test_row7_absurd_learning_rates_refused_up_front(tmp_path, lr):
+    proc = _cli("--preset", "digits-g2", "--epochs", "1", "--lr", lr, store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", "lr=")
+
+
+def test_row8_missing_npz_is_one_line(tmp_path):
+    tasks = _task_file(tmp_path, '[{"name": "zero", "classes": ["0"]}]')
+    proc = _cli("--dataset", "npz", "--data-root", str(tmp_path / "nonexistent.npz"), "--tasks-file", str(tasks),
+                store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", "--data-root", "nonexistent.npz")
+
+
+def test_row9_seed_beyond_64_bits_leaves_no_run(tmp_path):
+    proc = _cli("--preset", "digits-g2", "--epochs", "1", "--seed", "1180591620717411303424", store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", "seed=")
+
+
+@pytest.mark.parametrize("size, field", [(0, "'x'"), (1, "small_cnn")])
+def test_row9_images_too_small_leave_no_run(tmp_path, size, field):
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=np.zeros((40, size, size), np.uint8), y=np.arange(40) % 2)
+    tasks = _task_file(tmp_path, '[{"name": "one", "classes": ["1"]}]')
+    proc = _cli("--dataset", "npz", "--data-root", str(path), "--tasks-file", str(tasks), "--epochs", "1",
+                store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", field)
+
+
+# --------------------------------------------------------------------------- row 11: silent acceptance
+
+
+@pytest.mark.parametrize("task, field", [
+    ({"name": "Three", "classes": {"3": 1}}, "'classes'"),
+    ({"name": "Noise", "kind": "random", "seed": 1.7}, "'seed'"),
+    ({"name": "Noise", "kind": "random", "seed": -3}, "'seed'"),
+    ({"name": "Noise", "kind": "random", "seed": True}, "'seed'"),
+])
+def test_row11_wrong_types_name_task_and_field(task, field):
+    from stg_core.tasks import tasks_from_text
+
+    with pytest.raises(ValueError, match=f"task '{task['name']}': {field}"):
+        tasks_from_text(json.dumps([task]))
+
+
+def test_row11_cli_names_task_and_field(tmp_path):
+    tasks = _task_file(tmp_path, '[{"name": "Noise", "kind": "random", "seed": -3}]')
+    proc = _cli("--dataset", "digits", "--tasks-file", str(tasks), store=tmp_path / "store")
+    _assert_refused(proc, tmp_path / "store", "'Noise'", "'seed'")
+
+
+# --------------------------------------------------------------------------- row 7: non-finite loss
+
+
+def test_row7_non_finite_loss_fails_the_run_naming_epoch_and_lr(tmp_path, monkeypatch):
+    from stg_core import training
+    from stg_core.config import TrainConfig, spec_from_preset
+    from stg_core.store import ArtifactStore
+
+    real_epoch = training.MultiTaskTrainer.train_epoch
+
+    def diverging(self, epoch, *args, **kwargs):  # what an lr that blows up the weights leads to
+        out = real_epoch(self, epoch, *args, **kwargs)
+        return {**out, "train_loss": float("nan")} if epoch == 2 else out
+
+    monkeypatch.setattr(training.MultiTaskTrainer, "train_epoch", diverging)
+    store = ArtifactStore(tmp_path / "store")
+    spec = spec_from_preset("digits-g1", subset=200, test_subset=50, train=TrainConfig(epochs=3, lr=0.5))
+    with pytest.raises(ValueError, match="epoch 2 .* lr=0.5"):
+        training.train_run(spec, store)
+    status = store.read_status(spec.run_id())
+    assert status["state"] == "failed" and "epoch 2" in status["error"] and "lr=0.5" in status["error"]
+    assert [row["epoch"] for row in store.read_metrics(spec.run_id())] == [1]
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"lr": float("inf")}, "lr"), ({"lr": 1e30}, "lr"), ({"lr": float("nan")}, "lr"), ({"lr": 0.0}, "lr"),
+    ({"epochs": 2.5}, "epochs"), ({"batch_size": True}, "batch_size"), ({"seed": 2**63 - 1}, "seed"),
+    ({"seed": -1}, "seed"), ({"weight_decay": float("inf")}, "weight_decay"), ({"feature_dim": 10**12}, "feature_dim"),
+])
+def test_row7_settings_out_of_range(changes, field):
+    from stg_core.config import TrainConfig
+
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**changes).validate()
