@@ -316,7 +316,7 @@ def tasks_from_text(content: bytes | str, source: str = "") -> tuple[Task, ...]:
 def tasks_from_json(obj: Any) -> tuple[Task, ...]:
     """Tasks of a parsed task file: ``{"tasks": [...]}`` or a bare list of task objects."""
     if isinstance(obj, dict) and set(obj) != {"tasks"}:
-        raise ValueError(f"a task set is {{\"tasks\": [...]}} or a list of tasks; got fields "
+        raise ValueError(f"'tasks': a task set is {{\"tasks\": [...]}} or a list of tasks; got fields "
                          f"{show(sorted(obj))}")
     items = obj.get("tasks") if isinstance(obj, dict) else obj
     if not isinstance(items, list) or not items or len(items) > MAX_TASKS:

@@ -422,6 +422,17 @@ def save_run_spec(store: ArtifactStore, spec: ExperimentSpec) -> str:
                                                      "python": platform.python_version()}})
 
 
+def prepare_run(spec: ExperimentSpec, *, device: str = "auto",
+                download: bool = False) -> tuple[Dataset, TaskLabels, TrainingData, MultiHeadNet]:
+    """Everything :func:`train_run` checks before it writes: the spec's fields, the device, the
+    dataset subset, the task labels and the initial model. A one-line ``ValueError`` (or
+    ``DatasetNotFoundError``) names what is wrong; nothing is written anywhere."""
+    spec.validate()
+    dev = resolve_device(device)
+    dataset, labels, data = spec_training_data(spec, dev, download=download)
+    return dataset, labels, data, seeded_model(spec, dataset.image_shape)
+
+
 ProgressFn = Callable[[int, int, int, int], None]  # (epoch, n_epochs, batch, n_batches)
 
 
@@ -439,10 +450,9 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     run_id = spec.run_id()
     if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
         return run_id
-    dev = resolve_device(device)
     # Data, tasks and model are checked before anything is written: bad input leaves the store untouched.
-    dataset, labels, data = spec_training_data(spec, dev, download=download)
-    model = seeded_model(spec, dataset.image_shape)
+    dataset, labels, data, model = prepare_run(spec, device=device, download=download)
+    dev = resolve_device(device)
     save_run_spec(store, spec)
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
