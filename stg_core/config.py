@@ -52,14 +52,14 @@ class TrainConfig:
         from stg_core.models import MODEL_NAMES, check_feature_dim
 
         if not isinstance(self.model, str) or self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model={show(self.model)}; known models: {', '.join(MODEL_NAMES)}")
+            raise ValueError(f"unknown model {show(self.model)}; known models: {', '.join(MODEL_NAMES)}")
         check_integer(self.epochs, "epochs", 1, MAX_EPOCHS)
         check_integer(self.batch_size, "batch_size", 1, MAX_BATCH_SIZE)
         check_number(self.lr, "lr", 0.0, MAX_LR, low_inclusive=False)
         check_number(self.weight_decay, "weight_decay", 0.0, MAX_WEIGHT_DECAY)
         check_integer(self.seed, "seed", 0, MAX_SEED)
         if not isinstance(self.precision, str) or self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision={show(self.precision)}; use {', '.join(PRECISIONS)}")
+            raise ValueError(f"unknown precision {show(self.precision)}; use {', '.join(PRECISIONS)}")
         if self.feature_dim is not None:
             check_integer(self.feature_dim, "feature_dim", 1, MAX_FEATURE_DIM)
         check_feature_dim(self.model, self.feature_dim)
