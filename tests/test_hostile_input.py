@@ -269,3 +269,56 @@ def test_row7_settings_out_of_range(changes, field):
 
     with pytest.raises(ValueError, match=field):
         TrainConfig(**changes).validate()
+
+
+# --------------------------------------------------------------------------- the Experiment page
+
+
+def _experiment_page(store: Path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STG_STORE", str(store))
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    return at.switch_page("../pages/experiment.py").run()
+
+
+def test_row6_page_shows_bad_task_files_as_messages(tmp_path, monkeypatch):
+    from stg_core import tasks as tasks_module
+    from stg_core.store import ArtifactStore
+
+    at = _experiment_page(tmp_path / "store", monkeypatch)
+    at.radio(key="task_source").set_value("Custom").run()
+    files = [("[" * 100_000 + "]" * 100_000, "'tasks'"),
+             ('[{"name": "Noise", "kind": "random", "seed": 1e400}]', "'seed'"),
+             ('[{"name": "Three", "classes": {"3": 1}}]', "'classes'")]
+    for text, field in files:
+        at.file_uploader(key="tasks_file").set_value(("t.json", text.encode(), "application/json")).run()
+        at.button(key="add_file").click().run()
+        assert not at.exception
+        assert any(field in e.value and "\n" not in e.value for e in at.error), [e.value for e in at.error]
+    # whatever a parser raises reaches the user as a message, not a traceback
+    def broken(content, source=""):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(tasks_module, "tasks_from_text", broken)
+    at.run()  # the button's callback is the one the last script run registered
+    at.button(key="add_file").click().run()
+    assert not at.exception and any("recursion" in e.value for e in at.error)
+    assert ArtifactStore(tmp_path / "store").run_ids() == []
+
+
+def test_row9_page_refuses_images_too_small_for_the_model(tmp_path, monkeypatch, submitted):
+    from stg_core.store import ArtifactStore
+
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros((40, 1, 1), np.uint8), y=np.arange(40) % 2)
+    at = _experiment_page(tmp_path / "store", monkeypatch)
+    at.selectbox(key="dataset").set_value("npz").run()
+    at.file_uploader(key="npz_upload").set_value(("tiny.npz", buffer.getvalue(), "application/octet-stream")).run()
+    at.radio(key="task_source").set_value("Custom").run()
+    at.multiselect(key="new_classes").set_value(["1"]).run()
+    at.button(key="add_classes").click().run()
+    assert not at.exception
+    assert any("small_cnn needs images of at least 4x4" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(b.key == "launch" for b in at.button)
+    assert submitted == [] and ArtifactStore(tmp_path / "store").run_ids() == []
