@@ -18,7 +18,6 @@ from app.task_builder import to_tasks
 from stg_core import training
 from stg_core.config import ExperimentSpec, TrainConfig
 from stg_core.data import load_dataset, subset_dataset
-from stg_core.models import MODEL_NAMES
 from stg_core.store import ArtifactStore
 from stg_core.tasks import Task, tasks_from_text
 

@@ -185,7 +185,7 @@ def test_row6_malformed_task_files_are_one_line_errors(tmp_path, text, fields):
     _assert_refused(proc, tmp_path / "store", *fields)
 
 
-@pytest.mark.parametrize("lr", ["inf", "1e30", "nan"])
+@pytest.mark.parametrize("lr", ["inf", "1e30"])  # nan: test_row7_settings_out_of_range
 def test_row7_absurd_learning_rates_refused_up_front(tmp_path, lr):
     proc = _cli("--preset", "digits-g2", "--epochs", "1", "--lr", lr, store=tmp_path / "store")
     _assert_refused(proc, tmp_path / "store", "lr=")
