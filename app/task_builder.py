@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from stg_core.tasks import Task
+from stg_core.tasks import Task, check_unique_names
 
 Row = dict[str, Any]
 
@@ -70,4 +70,8 @@ def new_task(kind: str, rows: Sequence[Row], positives: Sequence[str] = (), name
 
 
 def to_tasks(rows: Sequence[Row]) -> tuple[Task, ...]:
-    return tuple(Task.from_json(r) for r in rows)
+    """The tasks of the rows; a one-line ``ValueError`` naming the task and the field of a bad
+    row (a name renamed to nothing, a duplicate name)."""
+    tasks = tuple(Task.from_json(r, i) for i, r in enumerate(rows))
+    check_unique_names(tasks)
+    return tasks

@@ -17,8 +17,8 @@ from stg_core.data import (DATASET_NAMES, Dataset, DatasetNotFoundError, check_d
                            load_dataset, subset_dataset)
 from stg_core.models import MODEL_NAMES
 from stg_core.store import ArtifactStore
-from stg_core.tasks import PRESETS, build_labels, tasks_from_json, validate_tasks
-from stg_core.training import estimate_run_seconds, save_run_spec
+from stg_core.tasks import PRESETS, build_labels, tasks_from_text, validate_tasks
+from stg_core.training import estimate_run_seconds, save_run_spec, seeded_model
 
 st.title("Experiment")
 st.caption("Define binary tasks on a dataset and train one multi-task model on all of them; its data maps "
@@ -131,8 +131,8 @@ def _add_file() -> None:
     try:
         if file is None:
             raise ValueError("choose a JSON task file first")
-        rows += [t.to_json() for t in tasks_from_json(json.loads(file.getvalue()))]
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        rows += [t.to_json() for t in tasks_from_text(file.getvalue(), repr(file.name))]
+    except Exception as exc:  # noqa: BLE001 -- a user's file: whatever the parser raises is a message here
         st.session_state["task_builder_error"] = f"task file: {exc}"
     custom_all[dataset_name] = rows
 
@@ -182,7 +182,11 @@ else:
     st.data_editor(rows_table(rows), key=editor_key, num_rows="delete", hide_index=True,
                             disabled=["kind", "definition"], width="stretch",
                             column_config={"task": st.column_config.TextColumn("task", help="Click to rename")})
-    tasks = to_tasks(apply_edits(rows, st.session_state.get(editor_key)))
+    try:
+        tasks = to_tasks(apply_edits(rows, st.session_state.get(editor_key)))
+    except ValueError as exc:
+        st.error(str(exc))
+        st.stop()
     if not tasks:
         st.info("Every task was removed: add some above.")
         st.stop()
@@ -214,19 +218,20 @@ with st.expander("More settings"):
         help="Units of the CNN's last fully connected layer: the features every task head reads. Fewer make the "
              "tasks compete for them, so unrelated tasks hurt each other more (ResNet-18 keeps its 512).")
 
-spec = ExperimentSpec(
-    dataset=dataset_name, tasks=tuple(tasks),
-    train=TrainConfig(model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
-                      precision=precision,
-                      feature_dim=None if feature_dim is None or is_resnet else int(feature_dim)),
-    subset=None if subset == n_train else int(subset),
-    test_subset=None if test_subset == len(dataset.x_test) else int(test_subset),
-    data_seed=int(seed), preset=preset_name, data_fingerprint=fingerprint, data_root=data_root)
-try:
-    spec.train.validate()
+try:  # everything a run needs is checked here, before Launch can write anything to the store
+    spec = ExperimentSpec(
+        dataset=dataset_name, tasks=tuple(tasks),
+        train=TrainConfig(model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
+                          precision=precision,
+                          feature_dim=None if feature_dim is None or is_resnet else int(feature_dim)),
+        subset=None if subset == n_train else int(subset),
+        test_subset=None if test_subset == len(dataset.x_test) else int(test_subset),
+        data_seed=int(seed), preset=preset_name, data_fingerprint=fingerprint, data_root=data_root)
+    spec.validate()
     validate_tasks(spec.tasks, dataset)
     chosen = subset_dataset(dataset, spec.subset, spec.test_subset, spec.data_seed)
     build_labels(spec.tasks, chosen)  # a task with no positive (or negative) image in the subset fails here
+    seeded_model(spec, dataset.image_shape)  # the model must fit the images (e.g. 1x1 is too small)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()

@@ -16,7 +16,7 @@ import numpy as np
 
 from stg_core.alignment import run_alignment
 from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig, data_fingerprint
-from stg_core.data import DATASET_NAMES, DatasetNotFoundError, dataset_status
+from stg_core.data import DATASET_NAMES, MAX_DATA_BYTES, DatasetNotFoundError, dataset_status
 from stg_core.datamaps import data_map
 from stg_core.models import MODEL_NAMES
 from stg_core.store import ArtifactStore
@@ -85,14 +85,23 @@ def _spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
         if not (args.dataset and args.tasks_file):
             raise ValueError("give --preset NAME, or --dataset NAME with --tasks-file FILE")
         dataset, tasks, preset_name = args.dataset, load_task_file(args.tasks_file), None
+    train.validate()  # settings first: a bad --lr is reported before any file is read
     fingerprint = ""
     if dataset == "npz":
         if not args.data_root:
             raise ValueError("--dataset npz needs --data-root pointing at the .npz file")
-        fingerprint = data_fingerprint(Path(args.data_root).read_bytes())
-    return ExperimentSpec(dataset=dataset, tasks=tuple(tasks), train=train, subset=args.subset,
+        path = Path(args.data_root).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--data-root {str(path)!r}: no such .npz file")
+        size = path.stat().st_size
+        if size > MAX_DATA_BYTES:
+            raise ValueError(f"--data-root {str(path)!r} is {size} bytes, over the limit MAX_DATA_BYTES={MAX_DATA_BYTES}")
+        fingerprint = data_fingerprint(path.read_bytes())
+    spec = ExperimentSpec(dataset=dataset, tasks=tuple(tasks), train=train, subset=args.subset,
                           test_subset=args.test_subset, data_seed=args.data_seed, preset=preset_name,
                           data_fingerprint=fingerprint, data_root=args.data_root)
+    spec.validate()
+    return spec
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -18,8 +18,12 @@ opened with ``allow_pickle=False``.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
+import struct
+import zipfile
+from zlib import error as zlib_error
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +34,16 @@ DATASET_NAMES: tuple[str, ...] = ("digits", "fashion_mnist", "cifar10", "cifar10
 
 #: CelebA images are center-cropped to a square and resized to this many pixels a side.
 CELEBA_IMAGE_SIZE = 64
+
+# Limits on what a data file may make us allocate, checked before anything is allocated
+# (declared shapes and sizes are read from headers first). They are named in the errors.
+#: Bytes of one data file (.npz, IDX, CIFAR batch), and of the arrays it declares together
+#: (1 GiB; the app's upload limit, ``server.maxUploadSize`` in .streamlit/config.toml, matches).
+MAX_DATA_BYTES = 2**30
+#: Classes (max label + 1) or attribute columns of a dataset.
+MAX_CLASSES = 10_000
+#: Pixels of one CelebA image before it is decoded (its files are 178x218).
+MAX_IMAGE_PIXELS = 2**25
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -206,24 +220,32 @@ def _load_digits(root: Path | None, download: bool) -> Dataset:
 # --------------------------------------------------------------------------- Fashion-MNIST (IDX)
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes with ``ndim`` dimensions (gzipped if it ends in .gz)."""
+    """Parse an IDX file of unsigned bytes with ``ndim`` dimensions (gzipped if it ends in .gz).
+
+    The header's dimensions are checked against :data:`MAX_DATA_BYTES` before the data is read,
+    and no more than the declared bytes (plus one, to detect extra data) are ever read."""
+    header = 4 + 4 * ndim
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+            head = f.read(header)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] != ndim:
+                raise ValueError(f"{path}: not a uint8 IDX file with {ndim} dimension(s) "
+                                 f"(bad magic {head[:4].hex() or 'empty'}, expected 000008{ndim:02x})")
+            if len(head) < header:
+                raise ValueError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{ndim}I", head[4:])
+            size = math.prod(dims)
+            if size > MAX_DATA_BYTES:
+                raise ValueError(f"{path}: IDX header declares {dims} = {size} bytes, over the limit "
+                                 f"MAX_DATA_BYTES={MAX_DATA_BYTES}")
+            raw = f.read(size + 1)
+    except (OSError, EOFError, zlib_error) as exc:
         raise ValueError(f"{path}: cannot read IDX file ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
-        raise ValueError(f"{path}: not a uint8 IDX file with {ndim} dimension(s) "
-                         f"(bad magic {raw[:4].hex() or 'empty'}, expected 000008{ndim:02x})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    if len(raw) - header != int(np.prod(dims)):
-        raise ValueError(f"{path}: IDX header says {dims} = {int(np.prod(dims))} bytes of data, "
-                         f"file has {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    if len(raw) != size:
+        raise ValueError(f"{path}: IDX header says {dims} = {size} bytes of data, "
+                         f"file has {'more' if len(raw) > size else len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims).copy()
 
 
 def _fashion_files(folder: Path) -> list[Path] | None:
@@ -266,14 +288,54 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-# numpy's own reconstructors, under the module names both numpy 1 and numpy 2 pickles use.
+def _declared_bytes(shape: Any, dtype: Any) -> int:
+    """Bytes an array of ``shape`` and ``dtype`` would take, or ``UnpicklingError`` when that is
+    not a plain shape, an object dtype, or over :data:`MAX_DATA_BYTES` (nothing is allocated)."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(dims, tuple) or not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"refusing an array of shape {str(shape)[:80]}")
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an object array")
+    size = math.prod(dims) * dtype.itemsize
+    if size > MAX_DATA_BYTES:
+        raise pickle.UnpicklingError(f"refusing an array of {size} bytes (limit MAX_DATA_BYTES={MAX_DATA_BYTES})")
+    return size
+
+
+_NP_RECONSTRUCT = np.zeros(1).__reduce__()[0]
+
+
+def _capped_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    # numpy's reconstructor allocates ``shape`` (pickles write (0,) and fill the array later).
+    # The pickle names the class as numpy.ndarray, which this unpickler maps to _capped_ndarray.
+    if subtype is not _capped_ndarray:
+        raise pickle.UnpicklingError("refusing an array subclass")
+    _declared_bytes(shape, dtype)
+    return _NP_RECONSTRUCT(np.ndarray, shape, dtype)
+
+
+def _capped_ndarray(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+    _declared_bytes(shape, dtype)
+    return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+def _capped_bytes(*args: Any) -> bytes:
+    # ``bytes(n)`` allocates n zero bytes: a 39-byte pickle can ask for terabytes.
+    if args and isinstance(args[0], int) and not 0 <= args[0] <= MAX_DATA_BYTES:
+        raise pickle.UnpicklingError(f"refusing bytes({args[0]}) (limit MAX_DATA_BYTES={MAX_DATA_BYTES})")
+    return bytes(*args)
+
+
+# numpy's own reconstructors, under the module names both numpy 1 and numpy 2 pickles use,
+# behind checks that bound what they allocate.
 _NP_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(mod, "_reconstruct"): np.zeros(1).__reduce__()[0] for mod in _NP_MODULES},
+    **{(mod, "_reconstruct"): _capped_reconstruct for mod in _NP_MODULES},
     **{(mod, "scalar"): np.int64(0).__reduce__()[0] for mod in _NP_MODULES},
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _capped_ndarray,
     ("numpy", "dtype"): np.dtype,
-    **{(mod, "bytes"): bytes for mod in ("builtins", "__builtin__")},  # protocol 2 pickles b""
+    **{(mod, "bytes"): _capped_bytes for mod in ("builtins", "__builtin__")},  # protocol 2 pickles b""
     ("_codecs", "encode"): _latin1_encode,
 }
 
@@ -292,29 +354,56 @@ def _safe_unpickle(path: Path) -> dict[str, Any]:
     """Load a CIFAR batch dict; bytes keys are decoded so ``d["data"]`` works either way."""
     # Deviation from torchvision: its CIFAR classes call plain pickle.load, which runs any
     # code a crafted file asks for; here only the globals in _SAFE_GLOBALS can be built.
+    size = path.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"{path} is {size} bytes, over the limit MAX_DATA_BYTES={MAX_DATA_BYTES}")
     with open(path, "rb") as f:
         try:
             obj = _SafeUnpickler(f, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
-                ValueError) as exc:  # what a damaged or foreign file raises: a bad-input error, not a crash
-            raise ValueError(f"{path} is not a readable CIFAR batch ({type(exc).__name__}: {exc})") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, KeyError, TypeError,
+                ValueError, OverflowError, RecursionError, MemoryError, struct.error) as exc:
+            # what a damaged or foreign file raises: a bad-input error, not a crash
+            raise ValueError(f"{path} is not a readable CIFAR batch ({type(exc).__name__}: "
+                             f"{_one_line(exc)})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (messages quote input)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _entry(d: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in d:
+        raise ValueError(f"{path}: missing {key!r} entry")
+    return d[key]
+
+
+def _int_labels(values: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        labels = np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{path}: {key!r} must be a list of integer labels ({_one_line(exc)})") from None
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: {key!r} must be a flat list of labels, got shape {labels.shape}")
+    return labels
+
+
 def _cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     d = _safe_unpickle(path)
-    if "data" not in d or label_key not in d:
-        raise ValueError(f"{path}: missing 'data' or {label_key!r} entry")
-    data, labels = np.asarray(d["data"]), np.asarray(d[label_key], dtype=np.int64)
+    data, labels = np.asarray(_entry(d, "data", path)), _int_labels(_entry(d, label_key, path), label_key, path)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise ValueError(f"{path}: expected uint8 data (N, 3072) and N labels, "
                          f"got {data.dtype} {data.shape} and {labels.shape}")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels, d
 
 
-def _names(values: Any) -> tuple[str, ...]:
+def _names(values: Any, what: str = "names") -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple, np.ndarray)) or not 0 < len(values) <= MAX_CLASSES:
+        raise ValueError(f"{what} must be a list of 1 to MAX_CLASSES={MAX_CLASSES} names")
     return tuple(v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values)
 
 
@@ -331,15 +420,21 @@ def _load_cifar(name: str, root: Path | None, download: bool) -> Dataset:
         parts = [_cifar_batch(folder / f"data_batch_{i}", "labels") for i in range(1, 6)]
         xtr, ytr = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         xte, yte, _ = _cifar_batch(folder / "test_batch", "labels")
-        classes = _names(_safe_unpickle(folder / "batches.meta")["label_names"])
+        meta_path = folder / "batches.meta"
+        classes = _names(_entry(_safe_unpickle(meta_path), "label_names", meta_path), f"{meta_path}: 'label_names'")
         standard = set(classes) == {c for g in _CIFAR10_SUPER.values() for c in g}
         supers = dict(_CIFAR10_SUPER) if standard else None
     else:
         xtr, ytr, train = _cifar_batch(folder / "train", "fine_labels")
         xte, yte, _ = _cifar_batch(folder / "test", "fine_labels")
-        meta = _safe_unpickle(folder / "meta")
-        classes, coarse_names = _names(meta["fine_label_names"]), _names(meta["coarse_label_names"])
-        coarse = np.asarray(train["coarse_labels"], dtype=np.int64)
+        meta_path = folder / "meta"
+        meta = _safe_unpickle(meta_path)
+        classes = _names(_entry(meta, "fine_label_names", meta_path), f"{meta_path}: 'fine_label_names'")
+        coarse_names = _names(_entry(meta, "coarse_label_names", meta_path), f"{meta_path}: 'coarse_label_names'")
+        coarse = _int_labels(_entry(train, "coarse_labels", folder / "train"), "coarse_labels", folder / "train")
+        if len(coarse) != len(ytr) or (len(coarse) and not 0 <= coarse.min() <= coarse.max() < len(coarse_names)):
+            raise ValueError(f"{folder / 'train'}: 'coarse_labels' must be one label in 0..{len(coarse_names) - 1} "
+                             "per image")
         pairs = np.unique(np.stack([coarse, ytr], axis=1), axis=0)  # sorted by (coarse, fine)
         if len(np.unique(pairs[:, 1])) != len(pairs):
             raise ValueError(f"{folder / 'train'}: a fine label belongs to several coarse labels")
@@ -362,15 +457,24 @@ def _find_celeba(root: Path | None) -> tuple[Path | None, list[Path]]:
 
 
 def _celeba_image(path: Path) -> np.ndarray:
-    from PIL import Image
+    """One CelebA image, center-cropped and resized; ``ValueError`` naming the file when it is
+    missing, not an image, or over :data:`MAX_IMAGE_PIXELS` (checked before decoding)."""
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        s = min(w, h)
-        box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
-        im = im.resize((CELEBA_IMAGE_SIZE, CELEBA_IMAGE_SIZE), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{path}: image of {w}x{h} pixels, over the limit MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS}")
+            im = im.convert("RGB")
+            s = min(w, h)
+            if s < 1:
+                raise ValueError(f"{path}: image of {w}x{h} pixels")
+            box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+            im = im.resize((CELEBA_IMAGE_SIZE, CELEBA_IMAGE_SIZE), Image.Resampling.BILINEAR, box=box)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ValueError(f"{path}: cannot decode the image ({_one_line(exc)})") from None
 
 
 def _load_celeba(root: Path | None, download: bool, subset: int | None,
@@ -416,6 +520,41 @@ def _npz_array(npz: Any, key: str, path: Path) -> np.ndarray:
     except ValueError as exc:  # object arrays need pickle, which allow_pickle=False refuses
         raise ValueError(f"{path}: array {key!r} is an object array, which is refused (it would need "
                          "unpickling); save plain numeric or string arrays") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib_error) as exc:
+        raise ValueError(f"{path}: array {key!r} cannot be read ({_one_line(exc)})") from None
+
+
+def _npz_headers(path: Path, keys: set[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Declared ``(shape, dtype)`` of the arrays ``keys`` of an .npz archive, read from their
+    .npy headers without loading them; ``ValueError`` when they declare more than
+    :data:`MAX_DATA_BYTES` together, or more than their archive entries hold."""
+    out, total = {}, 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for key in sorted(keys):
+                info = zf.getinfo(key + ".npy")
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"array {key!r}: unsupported .npy format version {version}")
+                    header = f.tell()
+                size = math.prod(shape) * dtype.itemsize
+                total += size
+                if total > MAX_DATA_BYTES:
+                    raise ValueError(f"array {key!r} declares shape {shape} of {dtype} ({size} bytes): the arrays "
+                                     f"exceed the limit MAX_DATA_BYTES={MAX_DATA_BYTES}")
+                if not dtype.hasobject and size > info.file_size - header:
+                    raise ValueError(f"array {key!r} declares {size} bytes but holds {info.file_size - header}")
+                out[key] = (shape, dtype)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib_error) as exc:
+        raise ValueError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {_one_line(exc, 400)}") from None
+    return out
 
 
 def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -423,6 +562,8 @@ def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
         raise ValueError(f"{path}: {key!r} must have dtype uint8, got {x.dtype}")
     if x.ndim not in (3, 4):
         raise ValueError(f"{path}: {key!r} must have ndim 3 (N,H,W) or 4 (N,H,W,C), got shape {x.shape}")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"{path}: {key!r} has images of shape {x.shape[1:]}: no pixels")
     return x[..., None] if x.ndim == 3 else x
 
 
@@ -432,12 +573,17 @@ def _npz_targets(y: np.ndarray, key: str, n: int, path: Path, attributes: bool) 
     if attributes:
         if y.ndim != 2 or not np.isin(y, (0, 1)).all():
             raise ValueError(f"{path}: {key!r} must be an (N, A) matrix of 0/1 values")
+        if y.shape[1] > MAX_CLASSES:
+            raise ValueError(f"{path}: {key!r} has {y.shape[1]} attributes, over the limit MAX_CLASSES={MAX_CLASSES}")
         return y.astype(np.uint8)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{path}: labels {key!r} must be integers of shape (N,), "
                          f"got {y.dtype} {y.shape}")
     if len(y) and y.min() < 0:
         raise ValueError(f"{path}: labels {key!r} contain negative values")
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise ValueError(f"{path}: labels {key!r} go up to {y.max()}, over the limit MAX_CLASSES={MAX_CLASSES} "
+                         "(labels are class ids 0..n_classes-1)")
     return y.astype(np.int64)
 
 
@@ -449,14 +595,21 @@ def _load_npz(path: Path | None) -> Dataset:
     if not path.is_file():
         raise DatasetNotFoundError(f"dataset 'npz': no file at {path}; "
                                    "pass the path of an existing .npz file as root")
+    size = path.stat().st_size
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"{path} is {size} bytes, over the limit MAX_DATA_BYTES={MAX_DATA_BYTES}")
+    if not zipfile.is_zipfile(path):  # np.load would read a bare .npy array whole, whatever it declares
+        raise ValueError(f"{path}: not a valid .npz file (not a zip archive of arrays)")
     try:
-        npz = np.load(path, allow_pickle=False)
+        npz = np.load(path, allow_pickle=False)  # an archive opens lazily: only its list of arrays is read
     except Exception as exc:
-        raise ValueError(f"{path}: not a valid .npz file ({exc})") from exc
+        raise ValueError(f"{path}: not a valid .npz file ({_one_line(exc)})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: not a valid .npz file (a single .npy array, not an archive)")
     with npz:
         keys = set(npz.files)
+        _npz_headers(path, keys & {"x", "y", "attributes", "x_test", "y_test", "attributes_test",
+                                   "class_names", "attribute_names"})
         if "x" not in keys:
             raise ValueError(f"{path}: missing array 'x' (images); found {sorted(keys)}")
         attributes = "attributes" in keys

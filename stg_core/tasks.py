@@ -22,9 +22,21 @@ from typing import Any
 
 import numpy as np
 
-from stg_core.data import Dataset
+from stg_core.data import MAX_CLASSES, Dataset
+from stg_core.validation import MAX_SEED, check_integer, is_integer, show
 
 TASK_KINDS = ("classes", "attribute", "random", "flipped")
+
+#: Tasks in one task set (a run trains one head per task).
+MAX_TASKS = 10_000
+#: Bytes of a task file (JSON).
+MAX_TASK_FILE_BYTES = 10 * 2**20
+#: Characters of a task name, a class name or an attribute name.
+MAX_NAME_LENGTH = 200
+
+# Keys of a task's JSON form: to_json writes name, kind, positives and seed; files may use
+# the shorthands classes / attribute instead of kind + positives.
+_TASK_KEYS = ("name", "kind", "positives", "seed", "classes", "attribute")
 
 
 @dataclass(frozen=True)
@@ -42,25 +54,71 @@ class Task:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Task":
-        """Build a task from its JSON form (see :func:`load_task_file` for the accepted keys)."""
-        if not isinstance(obj, dict) or "name" not in obj:
-            raise ValueError(f"a task must be an object with a 'name': got {obj!r}")
-        name = str(obj["name"])
+    def from_json(cls, obj: Any, position: int | None = None) -> "Task":
+        """Build a task from its JSON form (see :func:`load_task_file` for the accepted keys).
+
+        Anything else is a one-line ``ValueError`` naming the task (or its ``position`` in the
+        file when it has no usable name) and the field."""
+        where = "a task" if position is None else f"task #{position + 1}"
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: must be an object with a 'name', got {show(obj)}")
+        name = obj.get("name")
+        if not isinstance(name, str) or not _is_name(name):
+            empty = "empty name: " if isinstance(name, str) and not name.strip() else ""
+            raise ValueError(f"{where}: {empty}'name' must be a non-empty one-line string of at most "
+                             f"{MAX_NAME_LENGTH} characters, got {show(name)}")
+        where = f"task {name!r}"
+        unknown = [k for k in obj if k not in _TASK_KEYS]
+        if unknown:
+            raise ValueError(f"{where}: unknown field {show(unknown[0])}; known fields: {', '.join(_TASK_KEYS)}")
+        shorthands = [k for k in ("classes", "attribute") if k in obj]
+        if len(shorthands) > 1 or (shorthands and ("kind" in obj or "positives" in obj)):
+            raise ValueError(f"{where}: give 'classes', 'attribute' or 'kind' with 'positives', not several "
+                             f"(got {', '.join(k for k in _TASK_KEYS[1:] if k in obj)})")
         if "classes" in obj:
-            classes = obj["classes"]
-            if isinstance(classes, (str, int)):
-                classes = [classes]
-            return cls(name, "classes", tuple(str(c) for c in classes))
-        if "attribute" in obj:
-            return cls(name, "attribute", (str(obj["attribute"]),))
-        kind = obj.get("kind", "classes")
-        if kind not in TASK_KINDS:
-            raise ValueError(f"task {name!r}: unknown kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}")
-        positives = obj.get("positives", ())
-        if isinstance(positives, str):
-            positives = [positives]
-        return cls(name, kind, tuple(str(p) for p in positives), int(obj.get("seed", 0)))
+            kind, positives = "classes", _names_field(obj["classes"], "classes", where)
+        elif "attribute" in obj:
+            attribute = obj["attribute"]
+            if not isinstance(attribute, str) or not _is_name(attribute):
+                raise ValueError(f"{where}: 'attribute' must be one attribute name, got {show(attribute)}")
+            kind, positives = "attribute", (attribute,)
+        else:
+            kind = obj.get("kind", "classes")
+            if not isinstance(kind, str) or kind not in TASK_KINDS:
+                raise ValueError(f"{where}: 'kind'={show(kind)} is unknown; known kinds: {', '.join(TASK_KINDS)}")
+            positives = obj.get("positives", [])
+            if not isinstance(positives, list) or not all(isinstance(p, str) for p in positives):
+                raise ValueError(f"{where}: 'positives' must be a list of names, got {show(positives)}")
+            positives = _names_field(positives, "positives", where)
+        seed = check_integer("'seed'", obj.get("seed", 0), 0, MAX_SEED, owner=f"{where}: ")
+        return cls(name, kind, positives, seed)
+
+    def validate(self) -> None:
+        """One-line ``ValueError`` naming the field unless every field has its type and range
+        (a task built in Python, not read from JSON)."""
+        if not isinstance(self.name, str) or not _is_name(self.name):
+            raise ValueError(f"a task: 'name' must be a non-empty one-line string, got {show(self.name)}")
+        Task.from_json({"name": self.name, "kind": self.kind, "seed": self.seed,
+                        "positives": list(self.positives) if isinstance(self.positives, tuple) else self.positives})
+
+
+def _is_name(text: str) -> bool:
+    return 0 < len(text) <= MAX_NAME_LENGTH and bool(text.strip()) and text.isprintable()
+
+
+def _names_field(value: Any, field: str, where: str) -> tuple[str, ...]:
+    """Class or attribute names of a task field: one name, or a list of names; numbers are
+    accepted as class names (``"classes": [3, 5]`` on digits)."""
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_CLASSES or not all(isinstance(c, str) or is_integer(c) for c in items):
+        raise ValueError(f"{where}: {field!r} must be a name or a list of at most {MAX_CLASSES} names, "
+                         f"got {show(value)}")
+    names = tuple(c if isinstance(c, str) else str(int(c)) for c in items)
+    bad = [c for c in names if not _is_name(c)]
+    if bad:
+        raise ValueError(f"{where}: {field!r} has an invalid name {show(bad[0])} (names are one-line strings "
+                         f"of 1 to {MAX_NAME_LENGTH} characters)")
+    return names
 
 
 @dataclass(frozen=True)
@@ -224,21 +282,57 @@ def load_task_file(path: str | os.PathLike) -> tuple[Task, ...]:
     ``{"name": "smile", "attribute": "Smiling"}``,
     ``{"name": "noise", "kind": "random", "seed": 3}``,
     ``{"name": "upside down", "kind": "flipped", "seed": 0}``.
+    Anything else is a one-line ``ValueError`` naming the task and the field.
     """
+    path = Path(path)
     try:
-        obj = json.loads(Path(path).read_text())
+        size = path.stat().st_size
+        if size > MAX_TASK_FILE_BYTES:
+            raise ValueError(f"task file {str(path)!r} is {size} bytes, over the limit "
+                             f"MAX_TASK_FILE_BYTES={MAX_TASK_FILE_BYTES}")
+        content = path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"task file {str(path)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"task file {str(path)!r} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"task file {str(path)!r} cannot be read ({exc.strerror})") from None
+    return tasks_from_text(content, repr(str(path)))
+
+
+def tasks_from_text(content: bytes | str, source: str = "") -> tuple[Task, ...]:
+    """The task set of a task file's content (see :func:`load_task_file`); ``source`` names the
+    file in messages."""
+    what = f"task file {source}".rstrip()
+    if len(content) > MAX_TASK_FILE_BYTES:
+        raise ValueError(f"{what} is {len(content)} bytes, over the limit MAX_TASK_FILE_BYTES={MAX_TASK_FILE_BYTES}")
+    try:
+        obj = json.loads(content)
+    except RecursionError:
+        raise ValueError(f"{what}: 'tasks' is nested too deeply to be a list of task objects") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of too many digits
+        raise ValueError(f"{what} is not valid JSON: {' '.join(str(exc).split())[:200]}") from None
     return tasks_from_json(obj)
 
 
 def tasks_from_json(obj: Any) -> tuple[Task, ...]:
+    """Tasks of a parsed task file: ``{"tasks": [...]}`` or a bare list of task objects."""
+    if isinstance(obj, dict) and set(obj) != {"tasks"}:
+        raise ValueError(f"'tasks': a task set is {{\"tasks\": [...]}} or a list of tasks; got fields "
+                         f"{show(sorted(obj))}")
     items = obj.get("tasks") if isinstance(obj, dict) else obj
-    if not isinstance(items, list) or not items:
-        raise ValueError("a task set must be a non-empty list of tasks (or {\"tasks\": [...]})")
-    return tuple(Task.from_json(t) for t in items)
+    if not isinstance(items, list) or not items or len(items) > MAX_TASKS:
+        raise ValueError(f"'tasks' must be a non-empty list of at most MAX_TASKS={MAX_TASKS} tasks, got "
+                         f"{show(items) if not isinstance(items, list) else f'{len(items)} tasks'}")
+    tasks = tuple(Task.from_json(t, i) for i, t in enumerate(items))
+    check_unique_names(tasks)
+    return tasks
+
+
+def check_unique_names(tasks: tuple[Task, ...] | list[Task]) -> None:
+    seen: set[str] = set()
+    for t in tasks:
+        if t.name in seen:
+            raise ValueError(f"duplicate task name {t.name!r}: each task needs its own 'name'")
+        seen.add(t.name)
 
 
 def validate_tasks(tasks: tuple[Task, ...] | list[Task], dataset: Dataset) -> None:

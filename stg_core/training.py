@@ -433,6 +433,17 @@ def save_run_spec(store: ArtifactStore, spec: ExperimentSpec) -> str:
                                                      "python": platform.python_version()}})
 
 
+def prepare_run(spec: ExperimentSpec, *, device: str = "auto",
+                download: bool = False) -> tuple[Dataset, TaskLabels, TrainingData, MultiHeadNet]:
+    """Everything :func:`train_run` checks before it writes: the spec's fields, the device, the
+    dataset subset, the task labels and the initial model. A one-line ``ValueError`` (or
+    ``DatasetNotFoundError``) names what is wrong; nothing is written anywhere."""
+    spec.validate()
+    dev = resolve_device(device)
+    dataset, labels, data = spec_training_data(spec, dev, download=download)
+    return dataset, labels, data, seeded_model(spec, dataset.image_shape)
+
+
 ProgressFn = Callable[[int, int, int, int], None]  # (epoch, n_epochs, batch, n_batches)
 
 
@@ -446,13 +457,13 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     ends with the same artifacts as an uninterrupted run. ``should_stop`` is polled after each
     epoch; when it returns True the run is left resumable (state ``interrupted``).
     """
-    spec.train.validate()
+    spec.validate()
     run_id = spec.run_id()
     if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
         return run_id
+    # Data, tasks and model are checked before anything is written: bad input leaves the store untouched.
+    dataset, labels, data, model = prepare_run(spec, device=device, download=download)
     dev = resolve_device(device)
-    # Data and tasks are checked before anything is written: bad input leaves the store untouched.
-    dataset, labels, data = spec_training_data(spec, dev, download=download)
     save_run_spec(store, spec)
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
@@ -464,7 +475,6 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
                                           "class_names": list(dataset.class_names),
                                           "super_groups": dataset.super_groups,
                                           "image_shape": list(dataset.image_shape), "source": dataset.source})
-    model = seeded_model(spec, dataset.image_shape)
     trainer = MultiTaskTrainer(model, data, lr=spec.train.lr, weight_decay=spec.train.weight_decay,
                                batch_size=spec.train.batch_size, seed=spec.train.seed,
                                amp=precision_amp(spec.train.precision))
@@ -486,6 +496,9 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
             t0 = time.perf_counter()
             step = None if progress is None else (lambda b, nb, e=epoch: progress(e, spec.train.epochs, b, nb))
             result = trainer.train_epoch(epoch, step)
+            if not math.isfinite(result["train_loss"]):  # nothing of this epoch is recorded
+                raise ValueError(f"training diverged: the loss of epoch {epoch} is {result['train_loss']} at "
+                                 f"learning rate lr={spec.train.lr:g}; try a smaller lr")
             result.update(trainer.evaluate())
             seconds = time.perf_counter() - t0
             recorder.record(epoch, result.pop("p_true"))

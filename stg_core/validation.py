@@ -26,7 +26,25 @@ def is_bool(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a finite real number (integer or float, Python or NumPy), not a bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not is_bool(value) and math.isfinite(value)
+    if is_integer(value):  # every integer is finite (and math.isfinite overflows on huge ones)
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value)
+
+
+#: Largest seed accepted anywhere (training, data subsets, random and flipped tasks): the
+#: trainer derives per-epoch seeds as ``seed * 1_000_003 + epoch``, which must fit torch's 64 bits.
+MAX_SEED = 2**32 - 1
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters (messages quote user input)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit, a deeply nested list
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 
 # ---- checks shared by the grouping methods and the clustering ------------------------------
@@ -49,15 +67,17 @@ def check_fuzziness(value: Any) -> float:
     return float(value)
 
 
-def check_integer(name: str, value: Any, low: int, high: int | None = None, *, none_means: str | None = None) -> None:
-    """``value`` an integer in ``low..high`` (no upper bound when ``high`` is None), or None when
-    ``none_means`` says what None stands for."""
+def check_integer(name: str, value: Any, low: int, high: int | None = None, *, none_means: str | None = None,
+                  owner: str = "") -> int | None:
+    """``value`` as an int in ``low..high`` (no upper bound when ``high`` is None), or None when
+    ``none_means`` says what None stands for; else a one-line ValueError starting with ``owner``."""
     if none_means is not None and value is None:
-        return
+        return None
     if not is_integer(value) or value < low or (high is not None and value > high):
         kind = ("a positive integer" if low == 1 and high is None else
                 f"an integer at least {low}" if high is None else f"an integer between {low} and {high}")
-        raise ValueError(f"{name}={value!r} must be {kind}" + _or_none(none_means))
+        raise ValueError(f"{owner}{name}={show(value)} must be {kind}" + _or_none(none_means))
+    return int(value)
 
 
 def check_positive(name: str, value: Any, *, zero_ok: bool = False, none_means: str | None = None) -> None:
@@ -78,3 +98,14 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """``value`` one of ``choices``."""
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; use {', '.join(choices)}")
+
+
+def check_number(field: str, value: Any, low: float, high: float, *, low_inclusive: bool = True,
+                 owner: str = "") -> float:
+    """``value`` as a ``float`` if it is a finite number in ``[low, high]`` (``(low, high]`` unless
+    ``low_inclusive``); else a one-line ``ValueError`` naming ``field``."""
+    above = is_number(value) and (value >= low if low_inclusive else value > low)
+    if not above or not value <= high:
+        bracket = "[" if low_inclusive else "("
+        raise ValueError(f"{owner}{field}={show(value)} must be a finite number in {bracket}{low:g}, {high:g}]")
+    return float(value)
