@@ -434,11 +434,24 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     (:mod:`stg_core.reduction`), the metrics, the checkpoint, the status. A run killed at any point restarts from the last checkpoint and
     ends with the same artifacts as an uninterrupted run. ``should_stop`` is polled after each
     epoch; when it returns True the run is left resumable (state ``interrupted``).
+
+    The run's writer lock (:meth:`ArtifactStore.writer_lock`) is held throughout: a second
+    trainer of the same run, in any process, is refused with
+    :class:`~stg_core.locks.JobBusyError` ("run X is being trained by process P").
     """
     spec.train.validate()
     run_id = spec.run_id()
     if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
         return run_id
+    with store.writer_lock(run_id):
+        return _train_locked(spec, store, run_id, device, progress, should_stop, download)
+
+
+def _train_locked(spec: ExperimentSpec, store: ArtifactStore, run_id: str, device: str,
+                  progress: ProgressFn | None, should_stop: Callable[[], bool] | None, download: bool) -> str:
+    """:func:`train_run` while holding the run's writer lock."""
+    if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
+        return run_id  # finished by the writer that held the lock before
     dev = resolve_device(device)
     # Data and tasks are checked before anything is written: bad input leaves the store untouched.
     dataset, labels, data = spec_training_data(spec, dev, download=download)
