@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import datamap_animation, datamap_density, subsample, training_curves
+from app.job_panel import eta_text, job_buttons, progress_bar, worker_log
 from app.state import (PAGE_FILES, active_run, flash, glossary, run_label, run_problems_or_stop, show_flash, to_url,
                        url_default)
 from stg_core import jobs, locks
@@ -36,12 +37,6 @@ job = jobs.Job(run_id)
 initial_state = store.read_status(run_id).get("state")
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 @st.fragment(run_every=2 if initial_state in jobs.ACTIVE else None)
 def progress_panel() -> None:
     """Re-runs alone every 2 s while the job is active: heading, progress, buttons, curves."""
@@ -57,8 +52,8 @@ def progress_panel() -> None:
         fraction = done / total
     label = f"{state} · epoch {done}/{total}"
     if state == "running":
-        label += f" · ETA {_eta(status.get('eta_seconds'))}"
-    st.progress(min(max(float(fraction), 0.0), 1.0), text=label)
+        label += f" · ETA {eta_text(status.get('eta_seconds'))}"
+    progress_bar(fraction, label)
     if state == "failed":
         st.error(f"Training failed: {status.get('error') or 'no message'}. See the worker log below.")
     elif state == "interrupted" and status.get("error"):
@@ -67,23 +62,15 @@ def progress_panel() -> None:
     if writer and not locks.is_worker(writer):
         st.info(f"Run {run_id} is being trained by process {writer}, started outside the app (the command line, "
                 "say): progress shows here; stop it where it runs.")
-    b1, b2, _ = st.columns([1, 1, 4])
-    if state in jobs.ACTIVE and b1.button("Cancel", key="cancel", help="Stop the worker; the run stays resumable."):
-        st.toast(f"{run_id}: {jobs.cancel(store, job)}")
-    if state in ("interrupted", "failed", "created") and b2.button(
-            "Resume", key="resume", help="Continue training from the last finished epoch."):
-        st.toast(f"{run_id}: {jobs.submit(store, job)}")
-        st.rerun()
+    job_buttons(store, job, state, name=run_id, cancel_help="Stop the worker; the run stays resumable.",
+                resume_help="Continue training from the last finished epoch.", start_label="Resume")
     metrics = store.read_metrics(run_id)
     if metrics:
         st.plotly_chart(training_curves(metrics), key="curves")
 
 
 progress_panel()
-log = job.log_path(store)
-with st.expander("Worker log"):
-    st.code("\n".join(log.read_text(errors="replace").splitlines()[-200:]) if log.exists() else "(no log yet)",
-            language=None)
+worker_log(job.log_path(store), placeholder="(no log yet)")
 
 
 def delete_panel() -> None:

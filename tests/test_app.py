@@ -441,3 +441,18 @@ def test_training_page_deletes_derived_results_or_the_run_after_confirmation_not
     at.button(key="delete_run").click().run()
     assert not at.exception and store.run_ids() == []
     assert any("No training run yet" in i.value for i in at.info)
+
+
+def test_job_panel_pieces_clamp_the_progress_and_format_the_eta(tmp_path):
+    import time
+
+    from app.job_panel import clamp_fraction, eta_from_start, eta_text, log_tail
+
+    assert [clamp_fraction(v) for v in (1.3, -0.2, 0.25, None, "x")] == [1.0, 0.0, 0.25, 0.0, 0.0]
+    assert (eta_text(None), eta_text(42.4), eta_text(600)) == ("—", "42 s", "10.0 min")
+    assert eta_from_start({"progress": 0.0, "started": time.time()}) is None
+    assert 9 < eta_from_start({"progress": 0.5, "started": time.time() - 10}) < 11
+    log = tmp_path / "worker.log"
+    assert log_tail(log) is None
+    log.write_text("".join(f"line {i}\n" for i in range(300)))
+    assert log_tail(log, 2) == "line 298\nline 299"
