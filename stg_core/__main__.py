@@ -144,6 +144,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    files, freed = _store(args).collect_garbage(uploads=args.uploads, min_age_seconds=args.min_age_hours * 3600)
+    print(f"removed {files} file(s), {format_bytes(freed)} freed")
+    return 0
+
+
 def cmd_datamap(args: argparse.Namespace) -> int:
     store = _store(args)
     run_id = store.resolve(args.run)
@@ -362,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--derived-only", action="store_true",
                    help="keep the run (data maps, checkpoint) and delete its evaluations and groupings")
     p.set_defaults(func=cmd_delete)
+
+    p = with_store(sub.add_parser("gc", help="remove temporary files of killed writers (and unused uploads)"))
+    p.add_argument("--uploads", action="store_true", help="also remove uploaded datasets that no run uses")
+    p.add_argument("--min-age-hours", type=float, default=1.0,
+                   help="keep uploads younger than this (one may be about to be launched)")
+    p.set_defaults(func=cmd_gc)
 
     p = with_store(sub.add_parser("datamap", help="data map summary of one task at one epoch"))
     p.add_argument("run", help="run id (or a unique prefix)")

@@ -496,6 +496,37 @@ class ArtifactStore:
             locks.remove_locks(self.root, run_id, kinds)
         return freed
 
+    def collect_garbage(self, *, uploads: bool = False, min_age_seconds: float = 3600.0) -> tuple[int, int]:
+        """Delete what nothing needs; return ``(files, bytes)`` removed. Temporary files left
+        by killed writers, in runs nobody is writing now; with ``uploads``, uploaded datasets
+        that no run uses and that are older than ``min_age_seconds`` (a newer one may be about
+        to be launched from the app)."""
+        removed, freed = 0, 0
+        stale: list[Path] = []
+        for run_id in self.run_ids():
+            if self.writer_pid(run_id) is None:
+                stale += list(self.run_dir(run_id).rglob(".*.tmp"))
+        if uploads and (self.root / "uploads").is_dir():
+            used = set()
+            for run_id in self.run_ids():
+                try:
+                    root = self.load_spec(run_id).data_root
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # a damaged spec: its upload, if any, is kept
+                if root:
+                    used.add(Path(root).resolve())
+            now = time.time()
+            stale += [p for p in (self.root / "uploads").iterdir()
+                      if p.is_file() and p.resolve() not in used and now - p.stat().st_mtime > min_age_seconds]
+        for path in stale:
+            try:
+                size = path.lstat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed, freed = removed + 1, freed + size
+        return removed, freed
+
     # ---- index -------------------------------------------------------------------------
     def _index(self) -> diskcache.Cache:
         folder = self.root / "index"

@@ -285,3 +285,25 @@ def test_command_line_and_job_system_on_the_same_run_give_one_writer_and_the_sam
     jobs.refresh(store)
     assert store.read_status(run_id)["state"] == "completed" and store.list_runs()[0]["state"] == "completed"
     assert _artifacts(store, run_id) == _artifacts(reference, run_id)
+
+
+def test_gc_removes_killed_writers_temporary_files_and_unused_old_uploads(tmp_path, capsys):
+    import dataclasses
+
+    store = ArtifactStore(tmp_path)
+    used, unused, fresh = (store.save_upload(bytes([i]) * 1000) for i in range(3))
+    idle = store.save_spec(dataclasses.replace(_spec(1), data_root=str(used)))
+    busy = store.save_spec(_spec(1, seed=1))
+    for run_id in (idle, busy):
+        (store.run_dir(run_id) / ".metrics.json.x.tmp").write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    for path in (used, unused):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    with store.writer_lock(busy):  # its temporary file may be a write in progress
+        assert cli_main(["gc", "--store", str(tmp_path)]) == 0
+        assert "removed 1 file(s)" in capsys.readouterr().out
+        assert cli_main(["gc", "--uploads", "--store", str(tmp_path)]) == 0
+        assert "removed 1 file(s), 1.0 kB freed" in capsys.readouterr().out
+    assert not (store.run_dir(idle) / ".metrics.json.x.tmp").exists()
+    assert (store.run_dir(busy) / ".metrics.json.x.tmp").exists()
+    assert used.exists() and fresh.exists() and not unused.exists()
