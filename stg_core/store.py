@@ -504,8 +504,13 @@ class ArtifactStore:
         removed, freed = 0, 0
         stale: list[Path] = []
         for run_id in self.run_ids():
-            if self.writer_pid(run_id) is None:
-                stale += list(self.run_dir(run_id).rglob(".*.tmp"))
+            folder = self.run_dir(run_id)
+            for path in folder.rglob(".*.tmp"):
+                parts = path.relative_to(folder).parts
+                job = (parts[0], parts[1]) if len(parts) > 2 and parts[0] in ("evaluations", "groupings") \
+                    and _RUN_ID.match(parts[1]) else (None, None)
+                if self.writer_pid(run_id, *job) is None:  # nobody is writing the job it belongs to
+                    stale.append(path)
         if uploads and (self.root / "uploads").is_dir():
             used = set()
             for run_id in self.run_ids():

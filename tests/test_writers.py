@@ -296,14 +296,19 @@ def test_gc_removes_killed_writers_temporary_files_and_unused_old_uploads(tmp_pa
     busy = store.save_spec(_spec(1, seed=1))
     for run_id in (idle, busy):
         (store.run_dir(run_id) / ".metrics.json.x.tmp").write_bytes(b"half")
+    evaluating = store.run_dir(idle) / "evaluations" / "0123456789ab"
+    evaluating.mkdir(parents=True)
+    (evaluating / ".results.json.y.tmp").write_bytes(b"half")
     two_hours_ago = time.time() - 7200
     for path in (used, unused):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    with store.writer_lock(busy):  # its temporary file may be a write in progress
+    with store.writer_lock(busy), store.writer_lock(idle, "evaluations", "0123456789ab"):  # writes in progress
         assert cli_main(["gc", "--store", str(tmp_path)]) == 0
         assert "removed 1 file(s)" in capsys.readouterr().out
         assert cli_main(["gc", "--uploads", "--store", str(tmp_path)]) == 0
         assert "removed 1 file(s), 1.0 kB freed" in capsys.readouterr().out
     assert not (store.run_dir(idle) / ".metrics.json.x.tmp").exists()
-    assert (store.run_dir(busy) / ".metrics.json.x.tmp").exists()
+    assert (store.run_dir(busy) / ".metrics.json.x.tmp").exists() and (evaluating / ".results.json.y.tmp").exists()
+    assert cli_main(["gc", "--store", str(tmp_path)]) == 0  # now nobody writes them
+    assert "removed 2 file(s)" in capsys.readouterr().out and not (evaluating / ".results.json.y.tmp").exists()
     assert used.exists() and fresh.exists() and not unused.exists()
