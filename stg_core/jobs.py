@@ -226,6 +226,11 @@ def delete(store: ArtifactStore, run_id: str, *, derived_only: bool = False) -> 
     freed. Refused (:class:`~stg_core.locks.JobBusyError`) while one of those jobs is written.
     Holds the jobs lock, so no queued job of the run starts meanwhile."""
     with _lock(store):
+        for job in all_jobs(store):  # a worker still starting up has not taken its lock yet
+            status = read_status(store, job)
+            if job.run_id == run_id and (job.kind != "training" or not derived_only) \
+                    and status.get("state") == "running" and locks.is_worker(status.get("pid")):
+                raise locks.JobBusyError(locks.busy_message(*job.lock_args(), status["pid"]), status["pid"])
         return store.delete_run(run_id, derived_only=derived_only)
 
 

@@ -312,3 +312,16 @@ def test_gc_removes_killed_writers_temporary_files_and_unused_old_uploads(tmp_pa
     assert cli_main(["gc", "--store", str(tmp_path)]) == 0  # now nobody writes them
     assert "removed 2 file(s)" in capsys.readouterr().out and not (evaluating / ".results.json.y.tmp").exists()
     assert used.exists() and fresh.exists() and not unused.exists()
+
+
+def test_delete_is_refused_while_a_worker_is_still_starting(tmp_path, monkeypatch):
+    store = ArtifactStore(tmp_path)
+    run_id = store.save_spec(_spec(1))
+    store.write_status(run_id, state="running", pid=12345)  # started, its lock not taken yet
+    monkeypatch.setattr(locks, "is_worker", lambda pid: pid == 12345)
+    with pytest.raises(locks.JobBusyError, match=f"run {run_id} is being trained by process 12345"):
+        jobs.delete(store, run_id)
+    assert jobs.delete(store, run_id, derived_only=True) == 0  # its evaluations and groupings: none
+    monkeypatch.setattr(locks, "is_worker", lambda pid: False)  # it died before taking the lock
+    jobs.delete(store, run_id)
+    assert store.run_ids() == []
