@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app.charts import f1_curves, method_label
+from app.job_panel import clamp_fraction, eta_from_start, eta_text, job_buttons, progress_bar, worker_log
 from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
 from stg_core.clustering import REPRESENTATIONS
@@ -158,14 +158,6 @@ st.caption(f"k = {spec.n_clusters} · F = {spec.fuzziness:g} · combination: {sp
 initial_state = status.get("state")
 
 
-def _eta(status: dict[str, Any]) -> str:
-    done, started = float(status.get("progress") or 0), status.get("started")
-    if not started or done <= 0:
-        return ""
-    seconds = (time.time() - float(started)) / done * (1 - done)
-    return f" · ETA {seconds / 60:.1f} min" if seconds >= 90 else f" · ETA {seconds:.0f} s"
-
-
 @st.fragment(run_every=2 if initial_state in jobs.ACTIVE else None)
 def status_panel() -> None:
     """Re-runs alone every 2 s while the job is active: progress, Cancel / Resume."""
@@ -177,32 +169,24 @@ def status_panel() -> None:
         st.rerun()  # finished or stopped: redraw the page once (results, buttons), stop polling
     if state == "completed":
         return
-    fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
+    fraction = clamp_fraction(status.get("progress"))
     text = f"{state} · {fraction:.0%}"
     if state == "running":
-        text += (f" · {status['message']}" if status.get("message") else "") + _eta(status)
-    st.progress(fraction, text=text)
+        seconds = eta_from_start(status)
+        text += (f" · {status['message']}" if status.get("message") else "") + (
+            f" · ETA {eta_text(seconds)}" if seconds is not None else "")
+    progress_bar(fraction, text)
     if state == "failed":
         st.error(f"The evaluation failed: {status.get('error') or 'no message'}. See the worker log below.")
     elif state == "interrupted":
         st.warning(f"Interrupted{': ' + status['error'] if status.get('error') else ''}. Resume reuses every "
                    "model already trained.")
-    b1, b2, _ = st.columns([1, 1, 4])
-    if state in jobs.ACTIVE and b1.button("Cancel", key="cancel",
-                                          help="Stop the evaluation job; it stays resumable."):
-        st.toast(f"{eid}: {jobs.cancel(store, job)}")
-    if state in ("interrupted", "failed", "created") and b2.button(
-            "Start" if state == "created" else "Resume", key="resume",
-            help="Run the evaluation job; models already trained by an interrupted job are reused."):
-        st.toast(f"{eid}: {jobs.submit(store, job)}")
-        st.rerun()
+    job_buttons(store, job, state, name=eid, cancel_help="Stop the evaluation job; it stays resumable.",
+                resume_help="Run the evaluation job; models already trained by an interrupted job are reused.")
 
 
 status_panel()
-log = job.log_path(store)
-if log.exists():
-    with st.expander("Worker log"):
-        st.code("\n".join(log.read_text(errors="replace").splitlines()[-200:]), language=None)
+worker_log(job.log_path(store))
 
 # ---- results -------------------------------------------------------------------------------
 results = read_results(store, run_id, eid)

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import affinity_heatmap, agreement_heatmap, cluster_order, grouping_label, membership_heatmap
+from app.job_panel import clamp_fraction, job_buttons, progress_bar, worker_log
 from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
 from stg_core.alignment import alignment_scores, match_clusters, pairwise_ari, run_task_groups
@@ -210,28 +211,18 @@ def job_panel(entries: list[tuple[str, str, jobs.Job]], what: str) -> None:
             state = status.get("state", "missing")
             if state == "completed":
                 continue
-            fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
+            fraction = clamp_fraction(status.get("progress"))
             text = f"{label} · {state} · {fraction:.0%}"
             if state == "running" and status.get("message"):
                 text += f" · {status['message']}"
-            st.progress(fraction, text=text)
+            progress_bar(fraction, text)
             if state == "failed":
                 st.error(f"{label}: the {what} failed: {status.get('error') or 'no message'}.")
-                log = job.log_path(store)
-                if log.exists():
-                    with st.expander(f"Worker log · {label}"):
-                        st.code("\n".join(log.read_text(errors="replace").splitlines()[-100:]), language=None)
+                worker_log(job.log_path(store), label=f"Worker log · {label}", lines=100)
             elif state == "interrupted":
                 st.warning(f"{label}: interrupted{': ' + status['error'] if status.get('error') else ''}.")
-            b1, b2, _ = st.columns([1, 1, 4])
-            if state in jobs.ACTIVE and b1.button("Cancel", key=f"cancel_{key}",
-                                                  help=f"Stop this {what} job; it can be resumed."):
-                st.toast(f"{label}: {jobs.cancel(store, job)}")
-            if state in ("interrupted", "failed", "created") and b2.button(
-                    "Start" if state == "created" else "Resume", key=f"resume_{key}",
-                    help=f"Run this {what} job again in the background."):
-                st.toast(f"{label}: {jobs.submit(store, job)}")
-                st.rerun()
+            job_buttons(store, job, state, name=label, key=key, cancel_help=f"Stop this {what} job; it can be resumed.",
+                        resume_help=f"Run this {what} job again in the background.")
 
     panel()
 

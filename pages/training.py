@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import datamap_animation, datamap_density, subsample, training_curves
-from app.state import (PAGE_FILES, active_run, glossary, run_label, run_problems_or_stop, show_flash, to_url,
+from app.job_panel import eta_text, job_buttons, progress_bar, worker_log
+from app.state import (PAGE_FILES, active_run, flash, glossary, run_label, run_problems_or_stop, show_flash, to_url,
                        url_default)
-from stg_core import jobs
+from stg_core import jobs, locks
 from stg_core.datamaps import data_maps_at
-from stg_core.store import ArtifactStore
+from stg_core.store import ArtifactStore, format_bytes
 
 st.title("Training")
 st.caption("One multi-task model trains on all tasks; every epoch records each task's p_true for every "
@@ -26,18 +27,14 @@ if not runs:
     st.stop()
 
 with st.expander(f"All runs ({len(runs)})", expanded=len(runs) > 1):
-    st.dataframe(pd.DataFrame(runs), hide_index=True, width="stretch", key="runs")
+    table = pd.DataFrame(runs)
+    table["disk"] = table.pop("disk_bytes").map(format_bytes)
+    st.dataframe(table, hide_index=True, width="stretch", key="runs")
 
 run_id = active_run()
 spec = store.load_spec(run_id)
 job = jobs.Job(run_id)
 initial_state = store.read_status(run_id).get("state")
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 @st.fragment(run_every=2 if initial_state in jobs.ACTIVE else None)
@@ -55,29 +52,52 @@ def progress_panel() -> None:
         fraction = done / total
     label = f"{state} · epoch {done}/{total}"
     if state == "running":
-        label += f" · ETA {_eta(status.get('eta_seconds'))}"
-    st.progress(min(max(float(fraction), 0.0), 1.0), text=label)
+        label += f" · ETA {eta_text(status.get('eta_seconds'))}"
+    progress_bar(fraction, label)
     if state == "failed":
         st.error(f"Training failed: {status.get('error') or 'no message'}. See the worker log below.")
     elif state == "interrupted" and status.get("error"):
         st.warning(f"Interrupted: {status['error']}. Resume continues from the last finished epoch.")
-    b1, b2, _ = st.columns([1, 1, 4])
-    if state in jobs.ACTIVE and b1.button("Cancel", key="cancel", help="Stop the worker; the run stays resumable."):
-        st.toast(f"{run_id}: {jobs.cancel(store, job)}")
-    if state in ("interrupted", "failed", "created") and b2.button(
-            "Resume", key="resume", help="Continue training from the last finished epoch."):
-        st.toast(f"{run_id}: {jobs.submit(store, job)}")
-        st.rerun()
+    writer = jobs.writer_pid(store, job) if state == "running" else None
+    if writer and not locks.is_worker(writer):
+        st.info(f"Run {run_id} is being trained by process {writer}, started outside the app (the command line, "
+                "say): progress shows here; stop it where it runs.")
+    job_buttons(store, job, state, name=run_id, cancel_help="Stop the worker; the run stays resumable.",
+                resume_help="Continue training from the last finished epoch.", start_label="Resume")
     metrics = store.read_metrics(run_id)
     if metrics:
         st.plotly_chart(training_curves(metrics), key="curves")
 
 
 progress_panel()
-log = job.log_path(store)
-with st.expander("Worker log"):
-    st.code("\n".join(log.read_text(errors="replace").splitlines()[-200:]) if log.exists() else "(no log yet)",
-            language=None)
+worker_log(job.log_path(store), placeholder="(no log yet)")
+
+
+def delete_panel() -> None:
+    """The run's disk usage, and deleting its derived results or the whole run (after a
+    confirmation; refused while one of its jobs is being written)."""
+    st.caption(f"{format_bytes(store.disk_usage(run_id))} on disk: data maps, checkpoint, evaluations and "
+               "groupings.")
+    confirm = st.checkbox("I want to delete: this cannot be undone", key="confirm_delete")
+    b1, b2 = st.columns(2)
+    derived = b1.button("Delete evaluations and groupings", key="delete_derived", disabled=not confirm,
+                        help="Keep the run and its data maps; remove what was computed from them.")
+    whole = b2.button("Delete this run", key="delete_run", disabled=not confirm, type="primary",
+                      help="Remove the run's folder: data maps, checkpoint, evaluations, groupings.")
+    if not (derived or whole):
+        return
+    try:
+        freed = jobs.delete(store, run_id, derived_only=derived)
+    except ValueError as exc:  # locks.JobBusyError: a job of the run is being written
+        st.error(f"Not deleted: {exc}.")
+        return
+    what = f"evaluations and groupings of run {run_id}" if derived else f"run {run_id}"
+    flash("success", f"Deleted the {what} ({format_bytes(freed)} freed).")
+    st.rerun()
+
+
+with st.expander("Disk usage and deletion"):
+    delete_panel()
 
 # ---- data maps ---------------------------------------------------------------------------
 st.subheader("Data maps")

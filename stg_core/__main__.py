@@ -18,8 +18,9 @@ from stg_core.alignment import run_alignment
 from stg_core.config import PRECISIONS, ExperimentSpec, TrainConfig, data_fingerprint
 from stg_core.data import DATASET_NAMES, MAX_DATA_BYTES, DatasetNotFoundError, dataset_status
 from stg_core.datamaps import data_map
+from stg_core.locks import JobBusyError, busy_message
 from stg_core.models import MODEL_NAMES
-from stg_core.store import ArtifactStore
+from stg_core.store import ArtifactStore, format_bytes
 from stg_core.tasks import PRESETS, get_preset, load_task_file
 
 
@@ -111,6 +112,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = _store(args)
     run_id = spec.run_id()
     status = store.read_status(run_id) if store.exists(run_id) else None
+    writer = store.writer_pid(run_id)
+    if writer is not None and status is not None and status.get("state") != "completed":
+        raise JobBusyError(busy_message(run_id, None, None, writer), writer)  # train_run checks again, locked
     if status is not None and status.get("state") == "completed":
         print(f"reusing finished run {run_id}", file=sys.stderr)
     elif status is not None:
@@ -134,7 +138,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
         label = r["preset"] or "custom"
         model = r["model"] if r["feature_dim"] is None else f"{r['model']}/{r['feature_dim']}"
         print(f"{r['id']}  {r['dataset']:14s} {label:18s} {r['n_tasks']:4d} tasks  {model:14s} "
-              f"{r['epochs_done']}/{r['epochs']} epochs  {r['state']}")
+              f"{r['epochs_done']}/{r['epochs']} epochs  {r['state']:11s} {format_bytes(r['disk_bytes']):>9s}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from stg_core import jobs
+
+    store = _store(args)
+    run_id = store.resolve(args.run)
+    freed = jobs.delete(store, run_id, derived_only=args.derived_only)
+    what = "evaluations and groupings of run" if args.derived_only else "run"
+    print(f"deleted {what} {run_id} ({format_bytes(freed)} freed)")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    files, freed = _store(args).collect_garbage(uploads=args.uploads, min_age_seconds=args.min_age_hours * 3600)
+    print(f"removed {files} file(s), {format_bytes(freed)} freed")
     return 0
 
 
@@ -349,8 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = with_store(sub.add_parser("runs", help="list runs"))
+    p = with_store(sub.add_parser("runs", help="list runs (state, epochs, disk usage)"))
     p.set_defaults(func=cmd_runs)
+
+    p = with_store(sub.add_parser("delete", help="delete a run, or only its evaluations and groupings"))
+    p.add_argument("run", help="run id (or a unique prefix)")
+    p.add_argument("--derived-only", action="store_true",
+                   help="keep the run (data maps, checkpoint) and delete its evaluations and groupings")
+    p.set_defaults(func=cmd_delete)
+
+    p = with_store(sub.add_parser("gc", help="remove temporary files of killed writers (and unused uploads)"))
+    p.add_argument("--uploads", action="store_true", help="also remove uploaded datasets that no run uses")
+    p.add_argument("--min-age-hours", type=float, default=1.0,
+                   help="keep uploads younger than this (one may be about to be launched)")
+    p.set_defaults(func=cmd_gc)
 
     p = with_store(sub.add_parser("datamap", help="data map summary of one task at one epoch"))
     p.add_argument("run", help="run id (or a unique prefix)")

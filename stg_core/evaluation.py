@@ -21,7 +21,8 @@ nothing is predicted positive), accuracy, balanced accuracy.
 
 Results live under the run: ``runs/<id>/evaluations/<eval id>/`` — ``spec.json``,
 ``status.json``, one JSON per finished unit of work (so a killed evaluation resumes where it
-stopped), and ``results.json``.
+stopped), and ``results.json``. One process at a time computes an evaluation: it holds the
+evaluation's writer lock (:mod:`stg_core.locks`).
 """
 
 from __future__ import annotations
@@ -247,7 +248,11 @@ def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = 
     if existing is not None:
         return existing
     folder = evaluation_dir(store, spec.run_id, eval_id)
-    with job_running(folder):
+    with store.writer_lock(spec.run_id, "evaluations", eval_id), job_running(folder):
+        existing = read_results(store, spec.run_id, eval_id)  # finished by the previous writer
+        if existing is not None:
+            update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
+            return existing
         ev = _Evaluator(spec, store, device, progress)
         memberships = grouping_memberships(spec, store)
         k, n = spec.n_clusters, ev.n_tasks

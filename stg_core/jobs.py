@@ -4,12 +4,20 @@
   spec submitted twice — from two browser sessions, say — gives one job: the check and the
   start happen under a file lock), queues it when ``max_concurrent`` workers already run,
   and otherwise starts a worker in its own process group (``start_new_session``), its output
-  going to ``worker.log`` in the run (or evaluation) folder.
-- :func:`refresh` marks jobs whose worker died (its pid is gone or now belongs to another
-  program) as ``interrupted`` — resumable — and starts queued jobs when slots free up.
+  going to ``worker.log`` in the run (or evaluation) folder (rotated at each start once it
+  passes ``LOG_MAX_BYTES``). A job another process is writing — ``python -m stg_core train``
+  in a terminal, say — is never started twice: submit answers ``running``.
+- :func:`refresh` marks jobs whose writer died as ``interrupted`` — resumable — and starts
+  queued jobs when slots free up. Liveness is the job's writer lock (:mod:`stg_core.locks`),
+  whoever holds it; a worker's pid counts only for its first seconds, before it takes the lock.
   Workers call it when they exit; the app calls it when it polls.
 - :func:`cancel` signals the worker's process group (SIGTERM): the worker stops between two
   steps and leaves the job resumable; a queued job is simply dequeued.
+- :func:`delete` removes a run (or only its evaluations and groupings), refused while any
+  of its jobs is being written.
+
+Every status write outside the job's own writer (queueing, starting, marking interrupted)
+happens while holding the job's lock, so two processes never write one status at once.
 
 Threads and ``multiprocessing`` from a Streamlit page are avoided on purpose: a page script
 is re-run and its threads outlive it; a separate process with its state on disk does not care.
@@ -28,9 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from stg_core.store import ArtifactStore, read_json, update_status_file
+from stg_core import locks
+from stg_core.store import ArtifactStore, open_private, read_json, update_status_file
 
 ACTIVE = ("queued", "running")
+#: ``worker.log`` is moved to ``worker.log.1`` (replacing the previous one) when a job starts
+#: with a log larger than this: at most about twice this per job folder.
+LOG_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,24 @@ class Job:
     def log_path(self, store: ArtifactStore) -> Path:
         return self.folder(store) / "worker.log"
 
+    def lock_args(self) -> tuple[str, str | None, str | None]:
+        """``(run_id, kind, job_id)`` of this job's writer lock."""
+        if self.evaluation_id is not None:
+            return self.run_id, "evaluations", self.evaluation_id
+        if self.grouping_id is not None:
+            return self.run_id, "groupings", self.grouping_id
+        return self.run_id, None, None
+
+
+def writer_pid(store: ArtifactStore, job: Job) -> int | None:
+    """Pid of the process writing ``job`` now (a worker, a command line, a library call; 0 if
+    not known yet), or None when nobody is."""
+    return store.writer_pid(*job.lock_args())
+
+
+def _writer(store: ArtifactStore, job: Job, wait: float = 0) -> Any:
+    return store.writer_lock(*job.lock_args(), wait=wait)
+
 
 def read_status(store: ArtifactStore, job: Job) -> dict[str, Any]:
     path = job.status_path(store)
@@ -82,38 +112,12 @@ def write_job_status(store: ArtifactStore, job: Job, **fields: Any) -> None:
 
 @contextmanager
 def _lock(store: ArtifactStore) -> Iterator[None]:
-    with open(store.root / "jobs.lock", "a") as handle:
+    with open_private(store.root / "jobs.lock") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _is_worker(pid: Any) -> bool:
-    """Is ``pid`` a live ``stg_core.worker`` process? (Not just any process: pids get reused.)"""
-    if not _alive(pid):
-        return False
-    try:
-        return b"stg_core.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc (not Linux): trust the live pid
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def all_jobs(store: ArtifactStore) -> list[Job]:
@@ -129,20 +133,38 @@ def all_jobs(store: ArtifactStore) -> list[Job]:
     return jobs
 
 
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Move a log larger than ``max_bytes`` to ``<name>.1`` (replacing the previous one)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
 def _start(store: ArtifactStore, job: Job, device: str, max_concurrent: int) -> None:
+    """Start a worker for ``job``, marking it running, under the job's lock (so a writer that
+    started meanwhile makes this a :class:`~stg_core.locks.JobBusyError`, and nothing starts)."""
     cmd = [sys.executable, "-m", "stg_core.worker", job.run_id, "--store", str(store.root.resolve()),
            "--device", device, "--max-concurrent", str(max_concurrent)]
     if job.evaluation_id:
         cmd += ["--evaluation", job.evaluation_id]
     if job.grouping_id:
         cmd += ["--grouping", job.grouping_id]
-    log = open(job.log_path(store), "ab")  # noqa: SIM115 - the child keeps it; closed below in the parent
-    try:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=Path(__file__).resolve().parents[1])
-    finally:
-        log.close()
-    write_job_status(store, job, state="running", pid=proc.pid, started=time.time(), error=None)
+    with _writer(store, job):
+        rotate_log(job.log_path(store))
+        log = open_private(job.log_path(store))  # the child keeps it; closed below in the parent
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+        finally:
+            log.close()
+        write_job_status(store, job, state="running", pid=proc.pid, started=time.time(), error=None)
+
+
+def _alive(store: ArtifactStore, job: Job, status: dict[str, Any]) -> bool:
+    """Is someone writing ``job``: its lock held, or its worker still starting up?"""
+    return writer_pid(store, job) is not None or locks.is_worker(status.get("pid"))
 
 
 def _running(store: ArtifactStore) -> int:
@@ -151,7 +173,9 @@ def _running(store: ArtifactStore) -> int:
 
 def submit(store: ArtifactStore, job: Job, *, max_concurrent: int = 1, device: str = "auto") -> str:
     """Start (or queue, or reuse) ``job``; its spec must already be saved in the store.
-    Returns the job's state afterwards: ``completed``, ``running`` or ``queued``."""
+    Returns the job's state afterwards: ``completed``, ``running`` or ``queued``. A job that
+    another process is writing (a command-line ``train`` of the same run) is ``running``:
+    nothing is started beside it."""
     if not (job.folder(store) / "spec.json").exists():
         raise ValueError(f"no saved spec for {job}: save it first")
     with _lock(store):
@@ -159,30 +183,55 @@ def submit(store: ArtifactStore, job: Job, *, max_concurrent: int = 1, device: s
         state = read_status(store, job).get("state")
         if state in ("completed", "running", "queued"):
             return state
-        if _running(store) < max_concurrent:
-            _start(store, job, device, max_concurrent)
-            return "running"
-        write_job_status(store, job, state="queued", queued=time.time(), error=None)
-        return "queued"
+        try:
+            if _running(store) < max_concurrent:
+                _start(store, job, device, max_concurrent)
+                return "running"
+            with _writer(store, job):
+                write_job_status(store, job, state="queued", queued=time.time(), error=None)
+            return "queued"
+        except locks.JobBusyError:
+            return "running"  # written by another process, which writes its status
 
 
 def cancel(store: ArtifactStore, job: Job) -> str:
-    """Stop ``job``: SIGTERM to its worker's process group, or dequeue it. Returns the new state."""
+    """Stop ``job``: SIGTERM to its worker's process group, or dequeue it. Returns the new state
+    (or a sentence, for a job written by a process the app did not start)."""
     with _lock(store):
         status = read_status(store, job)
         if status.get("state") == "queued":
-            write_job_status(store, job, state="interrupted", error="cancelled before it started")
+            try:
+                with _writer(store, job):
+                    write_job_status(store, job, state="interrupted", error="cancelled before it started")
+            except locks.JobBusyError as exc:
+                return str(exc)
             return "interrupted"
-        if status.get("state") == "running" and _is_worker(status.get("pid")):
+        if status.get("state") == "running" and locks.is_worker(status.get("pid")):
             os.killpg(status["pid"], signal.SIGTERM)  # the worker marks itself interrupted
             return "cancelling"
+        pid = writer_pid(store, job)
+        if pid is not None:
+            return f"{locks.busy_message(*job.lock_args(), pid)}, not started here: stop it where it runs"
         return str(status.get("state"))
 
 
 def refresh(store: ArtifactStore, *, max_concurrent: int = 1, device: str = "auto") -> None:
-    """Mark dead workers' jobs interrupted and start queued jobs while slots are free."""
+    """Mark dead writers' jobs interrupted and start queued jobs while slots are free."""
     with _lock(store):
         _refresh_locked(store, max_concurrent, device, start_queued=True)
+
+
+def delete(store: ArtifactStore, run_id: str, *, derived_only: bool = False) -> int:
+    """Delete a run, or only its evaluations and groupings (``derived_only``); return the bytes
+    freed. Refused (:class:`~stg_core.locks.JobBusyError`) while one of those jobs is written.
+    Holds the jobs lock, so no queued job of the run starts meanwhile."""
+    with _lock(store):
+        for job in all_jobs(store):  # a worker still starting up has not taken its lock yet
+            status = read_status(store, job)
+            if job.run_id == run_id and (job.kind != "training" or not derived_only) \
+                    and status.get("state") == "running" and locks.is_worker(status.get("pid")):
+                raise locks.JobBusyError(locks.busy_message(*job.lock_args(), status["pid"]), status["pid"])
+        return store.delete_run(run_id, derived_only=derived_only)
 
 
 def _refresh_locked(store: ArtifactStore, max_concurrent: int, device: str, *, start_queued: bool) -> None:
@@ -191,13 +240,23 @@ def _refresh_locked(store: ArtifactStore, max_concurrent: int, device: str, *, s
         status = read_status(store, job)
         state = status.get("state")
         if state == "running":
-            if not _is_worker(status.get("pid")):
-                write_job_status(store, job, state="interrupted", pid=None,
-                              error=status.get("error") or "the worker stopped unexpectedly (resumable)")
+            if not _alive(store, job, status):
+                try:
+                    with _writer(store, job):
+                        status = read_status(store, job)  # as its writer left it
+                        if status.get("state") == "running":
+                            write_job_status(store, job, state="interrupted", pid=None,
+                                             error=status.get("error") or "the worker stopped unexpectedly "
+                                                                           "(resumable)")
+                except locks.JobBusyError:
+                    pass  # a writer started meanwhile
         elif state == "queued":
             queued.append((float(status.get("queued", 0)), job))
     if start_queued:
         for _, job in sorted(queued, key=lambda q: q[0]):
             if _running(store) >= max_concurrent:
                 break
-            _start(store, job, device, max_concurrent)
+            try:
+                _start(store, job, device, max_concurrent)
+            except locks.JobBusyError:
+                continue  # written by another process meanwhile

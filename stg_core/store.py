@@ -14,7 +14,13 @@ Layout under the store root (``--store``, env ``STG_STORE``, default ``cache/``)
     runs/<id>/datamaps/summary_<e>.npy  (2, n_tasks) float64 mean confidence and mean variability
     runs/<id>/datamaps/statistics.json  version of the statistics and N
     runs/<id>/checkpoint.npz            weights + optimiser state of the last finished epoch
-    index/                              diskcache index (JSONDisk) run id -> summary
+    runs/<id>/evaluations/, groupings/  derived results (stg_core.evaluation, stg_core.grouping)
+    index/                              diskcache index (JSONDisk) run id -> status, rebuilt from
+                                        the status files whenever they disagree
+    locks/                              one OS file lock per job: its single writer (stg_core.locks)
+
+Everything is private to its owner: folders 0700 and files 0600 whatever the umask, and an
+existing root that others can read is tightened. See docs/store.md.
 
 Nothing is ever unpickled: arrays are loaded with ``allow_pickle=False`` and the diskcache
 index stores JSON. diskcache's default disk pickles, and even its ``JSONDisk`` unpickles any
@@ -28,16 +34,20 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+import warnings
+import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import diskcache
 import numpy as np
 
+from stg_core import locks
 from stg_core.config import ExperimentSpec
 from stg_core.reduction import STATISTICS_VERSION, EpochStatistics
 
@@ -62,10 +72,29 @@ def default_store_root() -> Path:
     return Path(os.environ.get("STG_STORE") or "cache")
 
 
+def private_dir(path: Path) -> None:
+    """Create the folder ``path`` and its missing parents with mode 0700, whatever the umask."""
+    if path.is_dir():
+        return
+    private_dir(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o700)
+
+
+def open_private(path: Path, mode: str = "ab") -> Any:
+    """Open ``path`` for appending (``"ab"``) or writing, created with mode 0600 whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode.startswith("a") else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then ``os.replace`` it into place,
-    so a reader (or a process killed mid-write) never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    so a reader (or a process killed mid-write) never sees a half-written file. The file is
+    0600 (``mkstemp``'s mode), its new folders 0700."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -121,13 +150,27 @@ def write_npy(path: Path, array: np.ndarray) -> None:
     _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
+def _tighten(folder: Path) -> None:
+    """Make an existing folder 0700; ``ValueError`` if others can use it and it cannot be changed."""
+    mode = folder.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            os.chmod(folder, 0o700)
+        except OSError as exc:
+            raise ValueError(f"the store folder {folder} is open to other users (mode {mode:o}) and cannot be "
+                             f"made private ({exc.strerror}): use a store of your own") from None
+
+
 class ArtifactStore:
-    """Run folders under ``root`` (created with mode 0700)."""
+    """Run folders under ``root``: folders 0700, files 0600; an existing root open to others
+    is tightened."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_root()
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.root / "runs").mkdir(mode=0o700, exist_ok=True)
+        private_dir(self.root)
+        _tighten(self.root)
+        private_dir(self.root / "runs")
+        _tighten(self.root / "runs")
 
     # ---- paths -------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -206,7 +249,7 @@ class ArtifactStore:
         if not re.fullmatch(r"\.[a-z0-9]{1,8}", suffix):
             raise ValueError(f"invalid file suffix {suffix!r}")
         folder = self.root / "uploads"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        private_dir(folder)
         path = folder / f"{hashlib.sha256(content).hexdigest()[:20]}{suffix}"
         if not path.exists():
             _atomic_write(path, lambda f: f.write(content))
@@ -218,7 +261,6 @@ class ArtifactStore:
         run_id = spec.run_id()
         path = self.run_dir(run_id) / "spec.json"
         if not path.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_json(path, {"spec": spec.to_json(), **(extra or {})})
             self.write_status(run_id, state="created", epochs_done=0, epochs=spec.train.epochs)
         return run_id
@@ -404,9 +446,102 @@ class ArtifactStore:
                     problems.append(f"samples/{name}.npy has shape {shape}, expected {expected}")
         return problems
 
+    # ---- writers, disk, deletion -------------------------------------------------------
+    def writer_lock(self, run_id: str, kind: str | None = None, job_id: str | None = None, *,
+                    wait: float = locks.WAIT_SECONDS) -> Any:
+        """Context manager holding the lock of a run's training (``kind`` None) or of one of its
+        evaluations / groupings: the only process allowed to write that job. Raises
+        :class:`~stg_core.locks.JobBusyError` ("run X is being trained by process P")."""
+        return locks.job_lock(self.root, run_id, kind, job_id, wait=wait)
+
+    def writer_pid(self, run_id: str, kind: str | None = None, job_id: str | None = None) -> int | None:
+        """Pid of the process writing that job now (0: not known yet), None when nobody is."""
+        return locks.lock_holder(self.root, run_id, kind, job_id)
+
+    def live_state(self, run_id: str, status: dict[str, Any]) -> str:
+        """The run's state as the status file says, except that a ``running`` run whose writer
+        is gone (its lock free and no worker starting up under its pid) is ``interrupted``."""
+        state = str(status.get("state", "unknown"))
+        if state == "running" and self.writer_pid(run_id) is None and not locks.is_worker(status.get("pid")):
+            return "interrupted"
+        return state
+
+    def disk_usage(self, run_id: str) -> int:
+        """Bytes of the run's files, its evaluations and groupings included."""
+        return _tree_bytes(self.run_dir(run_id))
+
+    def delete_run(self, run_id: str, *, derived_only: bool = False) -> int:
+        """Delete a run (``derived_only``: only its evaluations and groupings); return the bytes
+        freed. Refused with :class:`~stg_core.locks.JobBusyError` while any job of the run that
+        would be deleted is being written: every such lock is held for the deletion."""
+        folder = self.run_dir(run_id)
+        if not (folder / "spec.json").exists():
+            raise ValueError(f"no run {run_id} in {self.root}")
+        kinds: tuple[str | None, ...] = ("evaluations", "groupings") if derived_only else (None, "evaluations",
+                                                                                             "groupings")
+        targets = [folder / k for k in kinds if k is not None] if derived_only else [folder]
+        freed = sum(_tree_bytes(t) for t in targets)
+        with ExitStack() as held:
+            for kind in kinds:
+                job_ids = [None] if kind is None else sorted(p.name for p in (folder / kind).glob("*")
+                                                             if _RUN_ID.match(p.name))
+                for job_id in job_ids:
+                    held.enter_context(self.writer_lock(run_id, kind, job_id, wait=0))
+            for target in targets:
+                if target.exists():
+                    shutil.rmtree(target)
+            if not derived_only:
+                with self._index() as index:
+                    index.delete(run_id)
+            locks.remove_locks(self.root, run_id, kinds)
+        return freed
+
+    def collect_garbage(self, *, uploads: bool = False, min_age_seconds: float = 3600.0) -> tuple[int, int]:
+        """Delete what nothing needs; return ``(files, bytes)`` removed. Temporary files left
+        by killed writers, in runs nobody is writing now; with ``uploads``, uploaded datasets
+        that no run uses and that are older than ``min_age_seconds`` (a newer one may be about
+        to be launched from the app)."""
+        removed, freed = 0, 0
+        stale: list[Path] = []
+        for run_id in self.run_ids():
+            folder = self.run_dir(run_id)
+            for path in folder.rglob(".*.tmp"):
+                parts = path.relative_to(folder).parts
+                job = (parts[0], parts[1]) if len(parts) > 2 and parts[0] in ("evaluations", "groupings") \
+                    and _RUN_ID.match(parts[1]) else (None, None)
+                if self.writer_pid(run_id, *job) is None:  # nobody is writing the job it belongs to
+                    stale.append(path)
+        if uploads and (self.root / "uploads").is_dir():
+            used = set()
+            for run_id in self.run_ids():
+                try:
+                    root = self.load_spec(run_id).data_root
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # a damaged spec: its upload, if any, is kept
+                if root:
+                    used.add(Path(root).resolve())
+            now = time.time()
+            stale += [p for p in (self.root / "uploads").iterdir()
+                      if p.is_file() and p.resolve() not in used and now - p.stat().st_mtime > min_age_seconds]
+        for path in stale:
+            try:
+                size = path.lstat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed, freed = removed + 1, freed + size
+        return removed, freed
+
     # ---- index -------------------------------------------------------------------------
     def _index(self) -> diskcache.Cache:
-        return diskcache.Cache(str(self.root / "index"), disk=JSONOnlyDisk)
+        folder = self.root / "index"
+        private_dir(folder)
+        cache = diskcache.Cache(str(folder), disk=JSONOnlyDisk)
+        # sqlite creates cache.db (and its -wal / -shm files) with the umask's mode: make them private.
+        for path in folder.iterdir():
+            if path.is_file() and path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)
+        return cache
 
     def _index_set(self, run_id: str, status: dict[str, Any]) -> None:
         with self._index() as index:
@@ -414,16 +549,55 @@ class ArtifactStore:
 
     def list_runs(self) -> list[dict[str, Any]]:
         """One summary per run: id, dataset, tasks, model and its feature units (``feature_dim``,
-        None for the model's default), epochs done / planned, state."""
+        None for the model's default), epochs done / planned, state (``running`` only while its
+        writer lives), bytes on disk (``disk_bytes``).
+
+        The status files are the truth; an index row that disagrees (a process killed between
+        the two writes) is rebuilt from them, and an unreadable row is skipped with a warning."""
         out = []
         with self._index() as index:
             for run_id in self.run_ids():
-                status = index.get(run_id) or self.read_status(run_id)
+                try:
+                    indexed = index.get(run_id)
+                except (ValueError, TypeError, zlib.error, UnicodeDecodeError) as exc:
+                    warnings.warn(f"skipping an unreadable index row of run {run_id} ({exc}); "
+                                  "it is rebuilt from status.json", stacklevel=2)
+                    index.delete(run_id)
+                    indexed = None
+                try:
+                    status = self.read_status(run_id)
+                except (OSError, ValueError):
+                    status = indexed if isinstance(indexed, dict) else {"state": "damaged"}
+                else:
+                    if indexed != status:
+                        index.set(run_id, status)
                 spec = self.load_spec(run_id)
                 out.append({
                     "id": run_id, "dataset": spec.dataset, "preset": spec.preset, "n_tasks": len(spec.tasks),
                     "model": spec.train.model, "feature_dim": spec.train.feature_dim,
                     "epochs_done": status.get("epochs_done", 0), "epochs": spec.train.epochs,
-                    "state": status.get("state", "unknown"),
+                    "state": self.live_state(run_id, status), "disk_bytes": self.disk_usage(run_id),
                 })
         return out
+
+
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 if it does not exist)."""
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass  # removed meanwhile (a temporary file replaced into place)
+    return total
+
+
+def format_bytes(n: int) -> str:
+    """``1234567`` → ``"1.2 MB"`` (decimal units)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

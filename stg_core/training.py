@@ -456,13 +456,28 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     (:mod:`stg_core.reduction`), the metrics, the checkpoint, the status. A run killed at any point restarts from the last checkpoint and
     ends with the same artifacts as an uninterrupted run. ``should_stop`` is polled after each
     epoch; when it returns True the run is left resumable (state ``interrupted``).
+
+    The run's writer lock (:meth:`ArtifactStore.writer_lock`) is held throughout: a second
+    trainer of the same run, in any process, is refused with
+    :class:`~stg_core.locks.JobBusyError` ("run X is being trained by process P").
     """
     spec.validate()
     run_id = spec.run_id()
     if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
         return run_id
     # Data, tasks and model are checked before anything is written: bad input leaves the store untouched.
-    dataset, labels, data, model = prepare_run(spec, device=device, download=download)
+    prepared = prepare_run(spec, device=device, download=download)
+    with store.writer_lock(run_id):
+        return _train_locked(spec, store, run_id, device, progress, should_stop, prepared)
+
+
+def _train_locked(spec: ExperimentSpec, store: ArtifactStore, run_id: str, device: str,
+                  progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
+                  prepared: tuple[Dataset, TaskLabels, TrainingData, MultiHeadNet]) -> str:
+    """:func:`train_run` while holding the run's writer lock, on :func:`prepare_run`'s output."""
+    if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
+        return run_id  # finished by the writer that held the lock before
+    dataset, labels, data, model = prepared
     dev = resolve_device(device)
     save_run_spec(store, spec)
     store.remove_partial_writes(run_id)

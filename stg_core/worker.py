@@ -5,6 +5,10 @@ evaluations, or one grouping of its tasks — in its own process, writing progre
 about once a second) so the app can show it. SIGTERM or SIGINT stop the job between two steps
 of work and leave it resumable (state ``interrupted``); SIGKILL does too, since every artifact
 is written atomically and training resumes from its last checkpoint.
+
+The job itself holds the job's writer lock (:mod:`stg_core.locks`); a worker that finds it
+held — the same run started on the command line meanwhile — exits with status 2 and leaves
+the status to that writer.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sys
 import time
 from types import FrameType
 
-from stg_core import jobs
+from stg_core import jobs, locks
 from stg_core.store import ArtifactStore
 
 
@@ -125,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             run_grouping_job(store, args.run, args.grouping, args.device)
         else:
             run_training_job(store, args.run, args.device)
+    except locks.JobBusyError as exc:  # another process writes this job: its status is its own
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        code = 2
     except KeyboardInterrupt as exc:
         print(f"interrupted: {exc}", file=sys.stderr, flush=True)
         _mark_if_running(store, job, "interrupted", f"stopped: {exc}")
@@ -142,12 +149,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _mark_if_running(store: ArtifactStore, job: jobs.Job, state: str, error: str) -> None:
-    """Errors before the job wrote its own status (bad spec, missing data) still reach the app."""
+    """Errors before the job wrote its own status (bad spec, missing data) still reach the app;
+    written under the job's lock, and not at all when another process now writes the job."""
     try:
-        if jobs.read_status(store, job).get("state") in ("running", "created", "queued"):
-            jobs.write_job_status(store, job, state=state, error=error, pid=None)
+        with store.writer_lock(*job.lock_args(), wait=0):
+            if jobs.read_status(store, job).get("state") in ("running", "created", "queued"):
+                jobs.write_job_status(store, job, state=state, error=error, pid=None)
     except (OSError, ValueError):
-        pass  # no such job folder: nothing to mark
+        pass  # no such job folder, or another writer: nothing to mark
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.task_builder import apply_edits, new_task, to_tasks
-from stg_core import jobs
+from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
@@ -333,7 +333,7 @@ def test_running_training_shows_epoch_eta_cancel_and_the_worker_log(trained, mon
     store, run_id = trained
     status = store.read_status(run_id)
     log = jobs.Job(run_id).log_path(store)
-    monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)  # a live worker, without starting one
+    monkeypatch.setattr(locks, "is_worker", lambda pid: True)  # a live worker, without starting one
     cancelled = []
     monkeypatch.setattr(jobs, "cancel", lambda store, job: cancelled.append(job) or "cancelling")
     store.write_status(run_id, state="running", pid=12345, epochs_done=1, progress=0.5, eta_seconds=42.0)
@@ -361,7 +361,7 @@ def test_training_progress_polls_in_a_fragment_not_by_rerunning_the_page(trained
     finished run registers no timer at all."""
     store, run_id = trained
     status = store.read_status(run_id)
-    monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)
+    monkeypatch.setattr(locks, "is_worker", lambda pid: True)
     if state == "running":
         store.write_status(run_id, state="running", pid=12345, epochs_done=1, progress=0.5, eta_seconds=42.0)
     try:
@@ -416,3 +416,43 @@ def test_training_heading_follows_the_progress_not_a_stale_index(trained, monkey
         assert "2/3 epochs · running" in heading and "epoch 2/3" in at.get("progress")[0].proto.text
     finally:
         store.write_status(run_id, **{k: status[k] for k in ("state", "epochs_done", "pid")})
+
+
+def test_training_page_deletes_derived_results_or_the_run_after_confirmation_not_while_trained(tmp_path,
+                                                                                               monkeypatch):
+    from stg_core.grouping import GroupingSpec, run_grouping
+
+    store = ArtifactStore(tmp_path / "store")
+    run_id = train_run(spec_from_preset("digits-g1", subset=100, test_subset=40, train=TrainConfig(epochs=1)), store)
+    run_grouping(GroupingSpec(run_id, "random", 2), store)
+    at = _app(store.root, monkeypatch, "training")
+    assert not at.exception
+    assert "disk" in at.dataframe[0].value.columns
+    assert any("on disk" in c.value for c in at.caption)
+    assert at.button(key="delete_run").disabled and at.button(key="delete_derived").disabled  # confirm first
+    at.checkbox(key="confirm_delete").check().run()
+    with store.writer_lock(run_id):  # a trainer of this run, in any process
+        at.button(key="delete_run").click().run()
+    assert any(f"run {run_id} is being trained by process" in e.value for e in at.error)
+    assert store.exists(run_id)
+    at.button(key="delete_derived").click().run()
+    assert not at.exception and store.exists(run_id) and not (store.run_dir(run_id) / "groupings").exists()
+    at.checkbox(key="confirm_delete").check().run()
+    at.button(key="delete_run").click().run()
+    assert not at.exception and store.run_ids() == []
+    assert any("No training run yet" in i.value for i in at.info)
+
+
+def test_job_panel_pieces_clamp_the_progress_and_format_the_eta(tmp_path):
+    import time
+
+    from app.job_panel import clamp_fraction, eta_from_start, eta_text, log_tail
+
+    assert [clamp_fraction(v) for v in (1.3, -0.2, 0.25, None, "x")] == [1.0, 0.0, 0.25, 0.0, 0.0]
+    assert (eta_text(None), eta_text(42.4), eta_text(600)) == ("—", "42 s", "10.0 min")
+    assert eta_from_start({"progress": 0.0, "started": time.time()}) is None
+    assert 9 < eta_from_start({"progress": 0.5, "started": time.time() - 10}) < 11
+    log = tmp_path / "worker.log"
+    assert log_tail(log) is None
+    log.write_text("".join(f"line {i}\n" for i in range(300)))
+    assert log_tail(log, 2) == "line 298\nline 299"

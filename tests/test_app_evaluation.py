@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from stg_core import jobs
+from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import (METHODS, EvaluationSpec, evaluation_dir, load_evaluation_spec, run_evaluation,
                                  save_evaluation_spec)
@@ -143,7 +143,7 @@ def test_failed_and_interrupted_evaluations_show_their_error_and_can_resume(stor
 def test_running_evaluation_shows_progress_and_cancel(store_copy, monkeypatch, polling):
     store, run_id, _ = store_copy
     eid = save_evaluation_spec(EvaluationSpec(run_id, 2, epochs=1, methods=("mtl",)), store)
-    monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)  # a live worker, without starting one
+    monkeypatch.setattr(locks, "is_worker", lambda pid: True)  # a live worker, without starting one
     cancelled = []
     monkeypatch.setattr(jobs, "cancel", lambda store, job: cancelled.append(job) or "cancelling")
     update_status_file(evaluation_dir(store, run_id, eid) / "status.json", state="running", pid=12345,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from stg_core import jobs
+from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import load_evaluation_spec, run_evaluation
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, grouping_dir, run_grouping, save_grouping_spec
@@ -235,7 +235,7 @@ def test_running_grouping_shows_progress_and_cancel(finished_run, copy_of, monke
     store = copy_of(finished_run[0])
     run_id = finished_run[1]
     gid = save_grouping_spec(GroupingSpec(run_id, "tag", 3), store)
-    monkeypatch.setattr(jobs, "_is_worker", lambda pid: True)  # a live worker, without starting one
+    monkeypatch.setattr(locks, "is_worker", lambda pid: True)  # a live worker, without starting one
     cancelled = []
     monkeypatch.setattr(jobs, "cancel", lambda store, job: cancelled.append(job) or "cancelling")
     update_status_file(grouping_dir(store, run_id, gid) / "status.json", state="running", pid=12345, progress=0.4,

@@ -160,7 +160,11 @@ def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "aut
     if existing is not None:
         return existing
     folder = grouping_dir(store, spec.run_id, gid)
-    with job_running(folder):
+    with store.writer_lock(spec.run_id, "groupings", gid), job_running(folder):
+        existing = read_grouping(store, spec.run_id, gid)  # finished by the previous writer
+        if existing is not None:
+            update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
+            return existing
         ctx = RunContext(store, spec.run_id, device)
         result = _module(spec.method).group(ctx, spec.n_clusters, spec.method_params, seed=spec.seed,
                                             progress=progress)
