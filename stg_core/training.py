@@ -427,13 +427,15 @@ ProgressFn = Callable[[int, int, int, int], None]  # (epoch, n_epochs, batch, n_
 
 def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto",
               progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-              download: bool = False) -> str:
+              download: bool = False, loaded: tuple[Dataset, TaskLabels] | None = None) -> str:
     """Train (or resume, or reuse) the MTL run of ``spec``, recording data maps; return its id.
 
     Every finished epoch writes, atomically and in this order: its p_true, its Gram statistics
     (:mod:`stg_core.reduction`), the metrics, the checkpoint, the status. A run killed at any point restarts from the last checkpoint and
     ends with the same artifacts as an uninterrupted run. ``should_stop`` is polled after each
-    epoch; when it returns True the run is left resumable (state ``interrupted``).
+    epoch; when it returns True the run is left resumable (state ``interrupted``). ``loaded``:
+    the dataset and labels of ``spec`` when the caller has them already (a seed sweep loads
+    them once for all its runs), as :func:`load_spec_data` returns them.
     """
     spec.train.validate()
     run_id = spec.run_id()
@@ -441,7 +443,12 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
         return run_id
     dev = resolve_device(device)
     # Data and tasks are checked before anything is written: bad input leaves the store untouched.
-    dataset, labels, data = spec_training_data(spec, dev, download=download)
+    if loaded is None:
+        dataset, labels, data = spec_training_data(spec, dev, download=download)
+    else:
+        dataset, labels = loaded
+        data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
+                                        apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
     save_run_spec(store, spec)
     store.remove_partial_writes(run_id)
     status = store.read_status(run_id)
