@@ -7,8 +7,14 @@ arrives, so a stopped job resumes at unit granularity and the store keeps a sing
 
 - :class:`LocalExecutor` runs the units one after the other, in order (today's behaviour).
 - :class:`RayExecutor` runs them as Ray tasks: ``shared`` (the training data) goes into the
-  object store once, each task asks for one GPU when the cluster has GPUs (else one CPU), and
-  a task whose worker dies is retried (``max_retries``). Results come back as they finish.
+  object store once, each task asks for one GPU when the cluster has GPUs (else
+  ``cpus_per_task`` CPUs), and a task whose worker dies is retried (``max_retries``).
+  Results come back as they finish.
+
+A unit's result depends on the number of threads its CPU operations use (a reduction split
+over more threads adds in another order), so each executor states it: ``threads`` (None: torch's
+default, all cores). Two executors with the same ``threads`` give identical results; a Ray task
+uses ``cpus_per_task`` threads, so ``LocalExecutor(threads=1)`` matches ``RayExecutor()``.
 
 Ray is optional (``pip install -r requirements-ray.txt``) and imported only by
 :class:`RayExecutor`; nothing else in ``stg_core`` needs it.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,20 +39,49 @@ class Executor(Protocol):
     """Maps a unit function over named units and yields ``(name, result)`` as each finishes."""
 
     name: str
+    threads: int | None  # CPU threads of each unit; None: torch's default
 
     def map_units(self, fn: UnitFn, shared: Any, units: Units) -> Iterator[tuple[str, Any]]: ...
 
     def close(self) -> None: ...
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (None: leave them), restored after."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_unit(fn: UnitFn, threads: int | None, shared: Any, **params: Any) -> Any:
+    """``fn(shared, **params)`` with ``threads`` CPU threads: what every executor runs per unit."""
+    with torch_threads(threads):
+        return fn(shared, **params)
+
+
 class LocalExecutor:
-    """The units run in this process, one after the other, in the order given."""
+    """The units run in this process, one after the other, in the order given, each with
+    ``threads`` CPU threads (None: torch's default)."""
 
     name = "local"
 
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads={threads} must be at least 1")
+        self.threads = threads
+
     def map_units(self, fn: UnitFn, shared: Any, units: Units) -> Iterator[tuple[str, Any]]:
         for name, params in units:
-            yield name, fn(shared, **params)
+            yield name, run_unit(fn, self.threads, shared, **params)
 
     def close(self) -> None:
         pass
@@ -57,6 +93,7 @@ class RayExecutor:
     ``address``: ``"auto"`` (an existing cluster, e.g. started with ``ray start --head``), a
     cluster address (``"ray://host:10001"``, ``"host:6379"``), or ``"local"`` to start a
     cluster inside this process with ``num_cpus`` CPUs (default: all) and no dashboard.
+    ``cpus_per_task``: the CPUs each task asks for and the threads it uses.
     ``max_retries``: how often a task whose worker died (killed, out of memory, node lost) is
     run again; a unit is deterministic, so a retried unit returns the same result.
     Connects on construction; :meth:`close` disconnects (and stops a ``local`` cluster).
@@ -64,15 +101,17 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str = "local", *, num_cpus: int | None = None, max_retries: int = 3,
-                 object_store_memory: int | None = None) -> None:
+    def __init__(self, address: str = "local", *, num_cpus: int | None = None, cpus_per_task: int = 1,
+                 max_retries: int = 3, object_store_memory: int | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
             raise ValueError("the ray executor needs Ray: pip install -r requirements-ray.txt") from exc
         if max_retries < 0:
             raise ValueError(f"max_retries={max_retries} must not be negative")
-        self._ray, self.address, self.max_retries = ray, address, max_retries
+        if cpus_per_task < 1:
+            raise ValueError(f"cpus_per_task={cpus_per_task} must be at least 1")
+        self._ray, self.address, self.max_retries, self.threads = ray, address, max_retries, cpus_per_task
         self._owns_cluster = False
         # The workers of a cluster started here import stg_core from this checkout.
         runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
@@ -97,9 +136,9 @@ class RayExecutor:
         if not units:
             return
         shared_ref = ray.put(shared)  # once, however many units read it
-        resources = {"num_gpus": 1} if self.gpus else {"num_cpus": 1}
-        remote = ray.remote(fn).options(max_retries=self.max_retries, **resources)
-        pending = {remote.remote(shared_ref, **params): name for name, params in units}
+        remote = ray.remote(run_unit).options(max_retries=self.max_retries, num_cpus=self.threads,
+                                              num_gpus=1 if self.gpus else 0)
+        pending = {remote.remote(fn, self.threads, shared_ref, **params): name for name, params in units}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

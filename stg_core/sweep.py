@@ -25,7 +25,7 @@ from typing import Any
 
 from stg_core import config
 from stg_core.config import ExperimentSpec
-from stg_core.executors import Executor, LocalExecutor
+from stg_core.executors import Executor, LocalExecutor, torch_threads
 from stg_core.store import ArtifactStore, read_json, write_json
 
 _SWEEP_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -145,7 +145,8 @@ def run_sweep(base: ExperimentSpec, seeds: Sequence[int], store: ArtifactStore, 
         loaded = load_spec_data(base, download=download)  # the seed changes no data: loaded once for every run
         if isinstance(executor, LocalExecutor):
             for seed in todo:
-                train_run(specs[seed], store, device=device, progress=epoch_progress, loaded=loaded)
+                with torch_threads(executor.threads):
+                    train_run(specs[seed], store, device=device, progress=epoch_progress, loaded=loaded)
                 done += 1
                 if progress is not None:
                     progress(f"seed {seed}: run {specs[seed].run_id()} done", done, len(seeds))
