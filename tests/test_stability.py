@@ -2,6 +2,7 @@
 of 5 seeds (co-association properties, claims "in x of R seeds") and a planted sweep of 5 seeds
 (exact duplicates always together, the planted sets recovered by the consensus grouping)."""
 
+import base64
 import json
 import subprocess
 import sys
@@ -89,3 +90,38 @@ def test_a_planted_sweep_keeps_duplicates_together_and_its_consensus_recovers_th
             assert report.co_association[i, names.index(name.removesuffix(" again"))] == 1.0
     planted = [PLANTED_GROUPS[n] for n in names]
     assert adjusted_rand_score(planted, report.consensus) == 1.0
+
+
+WIDGETS = ("button", "selectbox", "slider", "number_input", "download_button")
+
+
+def test_the_stability_page_draws_a_sweep(g2_sweep, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    store, record = g2_sweep
+    monkeypatch.setenv("STG_STORE", str(store.root))
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at = at.switch_page("../pages/stability.py").run()
+    assert not at.exception
+    assert at.selectbox(key="sweep").value == record["id"]
+    at.slider(key="stability_k").set_value(4).run()
+    assert not at.exception and at.query_params["k"] == "4"
+    report = sweep_stability(store, record["id"], 4).to_json()
+    charts = {c.proto.id.rsplit("-", 1)[-1]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert set(charts) == {"co_association", "task_stability", "seed_ari"}
+    z = charts["co_association"]["data"][0]["z"]  # plotly's typed-array encoding
+    co = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+    assert sorted(co.ravel().tolist()) == sorted(np.array(report["co_association"]).ravel().tolist())
+    verdicts = at.dataframe[0].value["verdict"].tolist()
+    assert verdicts == [c["summary"] for c in report["claims"]]
+    assert [w for kind in WIDGETS for w in at.get(kind) if not getattr(w, "help", None)] == []
+    assert any(e.label == "Glossary" for e in at.expander)
+
+
+def test_the_stability_page_without_a_sweep(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STG_STORE", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at = at.switch_page("../pages/stability.py").run()
+    assert not at.exception and "stg_core sweep" in at.info[0].value
