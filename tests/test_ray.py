@@ -99,3 +99,37 @@ def test_the_executor_names():
     assert isinstance(make_executor("local"), LocalExecutor)
     with pytest.raises(ValueError, match="unknown executor 'dask'"):
         make_executor("dask")
+
+
+def test_the_local_path_works_without_ray(tmp_path):
+    """With Ray made unimportable: nothing of the engine imports it, a local sweep and an
+    evaluation run, and asking for the Ray executor says how to install it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"""
+import sys
+sys.modules["ray"] = None  # import ray now raises ImportError
+from stg_core.config import TrainConfig, spec_from_preset
+from stg_core.evaluation import EvaluationSpec, run_evaluation
+from stg_core.executors import make_executor
+from stg_core.stability import sweep_stability
+from stg_core.store import ArtifactStore
+from stg_core.sweep import run_sweep
+store = ArtifactStore({str(tmp_path)!r})
+base = spec_from_preset("digits-g2", subset=150, test_subset=50, train=TrainConfig(epochs=1))
+record = run_sweep(base, [0, 1], store)
+assert sweep_stability(store, record["id"], 3).co_association.shape == (15, 15)
+run_evaluation(EvaluationSpec(record["runs"]["0"], 2, epochs=1, methods=("mtl",)), store)
+try:
+    make_executor("ray")
+except ValueError as exc:
+    assert "requirements-ray.txt" in str(exc)
+else:
+    raise AssertionError("the ray executor started without Ray")
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
