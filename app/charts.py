@@ -461,3 +461,49 @@ def affinity_heatmap(affinity: np.ndarray, task_names: Sequence[str], order: Seq
                       xaxis={"type": "category", "title": "task j (helped)"},
                       yaxis={"type": "category", "autorange": "reversed", "title": "task i (helps)"})
     return fig
+
+
+def co_association_heatmap(co: np.ndarray, task_names: Sequence[str], order: Sequence[int] | None = None) -> go.Figure:
+    """Co-association ``(n_tasks, n_tasks)``: the fraction of seeds in which tasks i and j share
+    their argmax cluster, rows and columns in ``order`` (e.g. by consensus group)."""
+    c = np.asarray(co, dtype=np.float64)
+    n = len(task_names)
+    if c.shape != (n, n):
+        raise ValueError(f"co-association of shape {c.shape} does not match {n} tasks")
+    idx = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    labels = [task_names[i] for i in idx]
+    fig = go.Figure(go.Heatmap(z=c[np.ix_(idx, idx)], x=labels, y=labels, zmin=0, zmax=1, colorscale="Blues",
+                               colorbar={"title": "share of seeds"},
+                               hovertemplate="%{y} & %{x}: together in %{z:.0%} of seeds<extra></extra>"))
+    fig.update_layout(height=max(320, 22 * n + 140), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Co-association: how often two tasks share a cluster",
+                      xaxis={"type": "category"}, yaxis={"type": "category", "autorange": "reversed"})
+    return fig
+
+
+def task_stability_bars(stability: np.ndarray, task_names: Sequence[str], consensus: np.ndarray,
+                        order: Sequence[int] | None = None) -> go.Figure:
+    """Per-task stability ``(n_tasks,)`` in [0.5, 1], coloured by consensus group ``(n_tasks,)``."""
+    idx = np.arange(len(task_names)) if order is None else np.asarray(order, dtype=np.int64)
+    fig = go.Figure(go.Bar(x=[task_names[i] for i in idx], y=np.asarray(stability)[idx],
+                           marker_color=[cluster_color(int(consensus[i])) for i in idx],
+                           customdata=[[int(consensus[i])] for i in idx],
+                           hovertemplate="%{x}: stability %{y:.3f}, consensus group %{customdata[0]}<extra></extra>"))
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title="Per-task stability",
+                      yaxis={"range": [0.5, 1.0], "title": "stability"}, xaxis={"type": "category"})
+    return fig
+
+
+def seed_agreement_heatmap(ari: np.ndarray, seeds: Sequence[int]) -> go.Figure:
+    """Pairwise ARI ``(R, R)`` between the groupings of R seeds."""
+    a = np.asarray(ari, dtype=np.float64)
+    labels = [f"seed {s}" for s in seeds]
+    if a.shape != (len(labels), len(labels)):
+        raise ValueError(f"ARI matrix of shape {a.shape} does not match {len(labels)} seeds")
+    fig = go.Figure(go.Heatmap(z=a, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu", colorbar={"title": "ARI"},
+                               text=[[f"{v:.2f}" for v in row] for row in a], texttemplate="%{text}",
+                               hovertemplate="%{y} vs %{x}: ARI %{z:.3f}<extra></extra>"))
+    fig.update_layout(height=max(260, 40 * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="Agreement between seeds' groupings (ARI)",
+                      xaxis={"type": "category"}, yaxis={"type": "category", "autorange": "reversed"})
+    return fig

@@ -26,6 +26,7 @@ PAGES = [
     st.Page(PAGE_FILES["clustering"], title="Clustering"),
     st.Page(PAGE_FILES["evaluation"], title="Evaluation"),
     st.Page(PAGE_FILES["methods"], title="Methods"),
+    st.Page(PAGE_FILES["stability"], title="Stability"),
 ]
 navigation = st.navigation(PAGES)
 st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")

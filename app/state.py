@@ -21,7 +21,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 #: Page scripts by name, as registered with ``st.navigation`` (``st.page_link`` takes these).
 PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py")
-              for name in ("overview", "experiment", "training", "clustering", "evaluation", "methods")}
+              for name in ("overview", "experiment", "training", "clustering", "evaluation", "methods", "stability")}
 DEMO_STEPS = ("training", "clustering", "evaluation")
 
 GLOSSARY = """

@@ -10,7 +10,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -309,7 +311,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"\r[{step}/{n_steps}] {message:40s}", end="\n" if step == n_steps else "", file=sys.stderr,
                   flush=True)
 
-    results = run_evaluation(spec, store, device=args.device, progress=progress)
+    executor = _executor(args)
+    try:
+        results = run_evaluation(spec, store, device=args.device, progress=progress, executor=executor)
+    finally:
+        executor.close()
     if args.json:
         print(json.dumps(results))
         return 0
@@ -329,6 +335,111 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  " + " ".join(f"{results['methods'][m]['epochs'][-1]['test']['f1'][t]:9.4f}"
                                              for m in done))
     return 0
+
+
+def executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="where the independent units run: here, one after the other, or as Ray tasks "
+                        "(pip install -r requirements-ray.txt)")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: auto (an existing cluster), an address, or local (start one "
+                        "here); default env STG_RAY_ADDRESS, else local")
+
+
+def _executor(args: argparse.Namespace):
+    from stg_core.executors import make_executor
+
+    executor = make_executor(args.executor, args.ray_address)
+    if args.executor == "ray" and not getattr(args, "quiet", False):
+        print(f"running units on {executor.describe()}", file=sys.stderr)
+    return executor
+
+
+def _unit_progress(quiet: bool):
+    def progress(message: str, step: int, n_steps: int) -> None:
+        if not quiet:
+            print(f"[{step}/{n_steps}] {message}", file=sys.stderr, flush=True)
+    return progress
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from stg_core.sweep import parse_seeds, run_sweep
+
+    seeds = parse_seeds(args.seeds)
+    args.seed = seeds[0]
+    base = _spec_from_args(args)
+    store = _store(args)
+    executor = _executor(args)
+    try:
+        record = run_sweep(base, seeds, store, device=args.device, executor=executor,
+                           progress=_unit_progress(args.quiet),
+                           epoch_progress=None if args.quiet else ProgressBar(), download=args.download)
+    finally:
+        executor.close()
+    if args.json:
+        print(json.dumps(record))
+        return 0
+    for seed in record["seeds"]:
+        print(f"seed {seed:4d}  run {record['runs'][str(seed)]}")
+    print(f"sweep: {record['id']}")
+    return 0
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    from stg_core.sweep import list_sweeps
+
+    sweeps = list_sweeps(_store(args))
+    if not sweeps:
+        print(f"no sweeps in {_store(args).root}")
+    for s in sweeps:
+        spec = s["spec"]
+        label = spec.get("preset") or "custom"
+        print(f"{s['id']}  {spec['dataset']:14s} {label:18s} {len(s['seeds']):3d} seeds  {s['state']}")
+    return 0
+
+
+def cmd_stability(args: argparse.Namespace) -> int:
+    from stg_core.stability import sweep_stability
+
+    report = sweep_stability(_store(args), args.sweep, args.k, fuzziness=args.fuzziness,
+                             representation=args.representation, epochs=_parse_epochs(args.epochs),
+                             scaling=args.scaling, seed=args.seed)
+    out = report.to_json()
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    r = len(report.seeds)
+    print(f"sweep {report.sweep_id}  {r} seeds  k={args.k}  F={args.fuzziness}  representation={args.representation}")
+    print(f"mean pairwise ARI between seeds' groupings: {out['mean_ari']:.3f}")
+    width = max(len(n) for n in report.task_names)
+    print(f"{'task':<{width}}  consensus  stability")
+    for name, group, score in zip(report.task_names, report.consensus, report.stability):
+        print(f"{name:<{width}}  {group:9d}  {score:9.3f}")
+    for claim in out["claims"]:
+        print(f"{claim['title']}: {claim['summary']}")
+    return 0
+
+
+def add_sweep_parsers(sub: Any, with_store: Callable, grouping_options: Callable) -> None:
+    """``sweep`` (the ``train`` options, with ``--seeds`` for ``--seed``), ``sweeps`` and ``stability``."""
+    p = with_store(sub.add_parser("sweep", help="train one run per seed (reusing finished ones), recorded as a sweep"))
+    for action in sub.choices["train"]._actions:  # the train options, declared once there
+        if action.dest not in ("help", "seed", "store"):
+            p._add_action(action)
+    p.add_argument("--seeds", required=True, help="training seeds, e.g. 0-9 or 0,3,5-7")
+    p.add_argument("--json", action="store_true", help="print the sweep record")
+    executor_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = with_store(sub.add_parser("sweeps", help="list seed sweeps"))
+    p.set_defaults(func=cmd_sweeps)
+
+    p = with_store(sub.add_parser("stability", help="how stable a sweep's grouping is across seeds"))
+    grouping_options(p)  # its positional names a run; here it names the sweep
+    run = next(a for a in p._actions if a.dest == "run")
+    run.dest, run.metavar, run.help = "sweep", "SWEEP", "sweep id (or a unique prefix)"
+    p.add_argument("--epochs", default="all", help="data-map epochs used: all, or e.g. 1,5,10")
+    p.set_defaults(func=cmd_stability)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -430,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datamap-epochs", default="all", help="data-map epochs used for the clustering")
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
+    executor_options(p)
     p.set_defaults(func=cmd_evaluate)
+    add_sweep_parsers(sub, with_store, grouping_options)
     return parser
 
 

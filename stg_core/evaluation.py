@@ -41,9 +41,11 @@ import torch
 from stg_core import config
 from stg_core.clustering import TaskClusterer, load_task_vectors
 from stg_core.config import ExperimentSpec
+from stg_core.executors import Executor, LocalExecutor
 from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json
-from stg_core.training import (MultiTaskTrainer, binary_counts, precision_amp, resolve_device, scores_from_counts,
-                               seeded_model, spec_training_data)
+from stg_core.tasks import apply_flips
+from stg_core.training import (MultiTaskTrainer, TrainingData, binary_counts, load_spec_data, precision_amp,
+                               resolve_device, scores_from_counts, seeded_model)
 
 if TYPE_CHECKING:
     from stg_core.claims import GroupingSettings
@@ -137,60 +139,108 @@ def _scores(prob: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
 ProgressFn = Callable[[str, int, int], None]  # (message, step, n_steps)
 
 
-class _Evaluator:
-    """Trains the models of each method on one run's data and writes their metrics."""
+@dataclass(frozen=True)
+class EvaluationData:
+    """What every unit of one evaluation reads: the run's spec, its images ``(N, H, W, C)``
+    uint8 (flips applied) and task labels ``(N, n_tasks)``, and the training settings of the
+    evaluated models. Host arrays, so it can be put once in Ray's object store."""
 
-    def __init__(self, spec: EvaluationSpec, store: ArtifactStore, device: str, progress: ProgressFn | None) -> None:
-        self.spec, self.store, self.progress = spec, store, progress
-        self.run_spec: ExperimentSpec = store.load_spec(spec.run_id)
-        self.epochs = spec.epochs or self.run_spec.train.epochs
-        self.folder = evaluation_dir(store, spec.run_id, spec.evaluation_id())
-        dev = resolve_device(device)
-        dataset, _, self.data = spec_training_data(self.run_spec, dev)
-        self.image_shape = dataset.image_shape
-        self.n_tasks = len(self.run_spec.tasks)
-        self.step, self.n_steps = 0, 0
+    run_spec: dict[str, Any]  # ExperimentSpec.to_json()
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    epochs: int                    # training epochs of every model
+    combination: str = "probabilities"
+    device: str = "auto"           # resolved where the unit runs (a Ray worker's GPU, say)
 
-    def _trainer(self, weights: np.ndarray) -> MultiTaskTrainer:
-        t = self.run_spec.train
-        return MultiTaskTrainer(seeded_model(self.run_spec, self.image_shape), self.data, lr=t.lr,
-                                weight_decay=t.weight_decay, batch_size=t.batch_size, seed=t.seed,
-                                task_weights=weights, record=False, amp=precision_amp(t.precision))
 
-    def train_unit(self, name: str, weights: np.ndarray, combine: np.ndarray) -> list[dict[str, Any]]:
-        """Train ``m`` models with task weights ``(m, n_tasks)`` in lockstep and score the
-        combination ``(n_tasks, m)`` every epoch; cached as ``units/<name>.json``."""
-        path = self.folder / "units" / f"{name}.json"
-        if path.exists():
-            self.step += len(weights) * self.epochs
-            return read_json(path)["epochs"]
-        trainers = [self._trainer(w) for w in weights]
-        rows = []
-        for epoch in range(1, self.epochs + 1):
-            for trainer in trainers:
-                trainer.train_epoch(epoch)
-                self.step += 1
-                if self.progress is not None:
-                    self.progress(f"{name}: epoch {epoch}/{self.epochs}", self.step, self.n_steps)
-            row: dict[str, Any] = {"epoch": epoch}
-            for split, x, y in (("train", self.data.x_train, self.data.y_train),
-                                ("test", self.data.x_test, self.data.y_test)):
-                logits = torch.stack([tr.predict_logits(x) for tr in trainers])
-                row[split] = _scores(combine_outputs(logits, combine, self.spec.combination), y)
-            rows.append(row)
-        write_json(path, {"name": name, "epochs": rows})
-        return rows
+def load_evaluation_data(spec: EvaluationSpec, store: ArtifactStore, device: str = "auto") -> EvaluationData:
+    """The :class:`EvaluationData` of ``spec`` (loads the run's dataset)."""
+    run_spec = store.load_spec(spec.run_id)
+    dataset, labels = load_spec_data(run_spec)
+    return EvaluationData(run_spec.to_json(), apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
+                          apply_flips(dataset.x_test, labels.flip_test), labels.y_test,
+                          spec.epochs or run_spec.train.epochs, spec.combination, device)
 
-    def hard_method(self, name: str, memberships: np.ndarray) -> list[dict[str, Any]]:
-        """One model per group, trained on its tasks only; each task scored by its group's model."""
-        groups = memberships.argmax(1)
-        per_model = {j: self.train_unit(f"{name}_{j}", memberships[:, j][None, :], np.ones((self.n_tasks, 1)))
-                     for j in np.unique(groups)}
-        return [{"epoch": e + 1, **{split: {metric: [per_model[groups[t]][e][split][metric][t]
-                                                     for t in range(self.n_tasks)]
-                                            for metric in per_model[groups[0]][e][split]}
-                                    for split in ("train", "test")}}
-                for e in range(self.epochs)]
+
+UnitProgress = Callable[[str, int], None]  # (message, model-epochs done in this unit)
+
+
+def train_models_unit(data: EvaluationData, name: str, weights: np.ndarray, combine: np.ndarray,
+                      progress: UnitProgress | None = None) -> dict[str, Any]:
+    """One unit of an evaluation, a pure function of its arguments: train ``m`` models with task
+    weights ``weights`` ``(m, n_tasks)`` in lockstep and score their combination ``combine``
+    ``(n_tasks, m)`` after every epoch, on the training and the test split.
+
+    Returns ``{"name", "epochs": [{"epoch", "train": {metric: [per task]}, "test": {...}}],
+    "models", "seconds"}``. Same data and spec give the same result wherever it runs."""
+    t0 = time.perf_counter()
+    run_spec = ExperimentSpec.from_json(data.run_spec)
+    tensors = TrainingData.from_arrays(data.x_train, data.y_train, data.x_test, data.y_test,
+                                       resolve_device(data.device))
+    image_shape = tuple(data.x_train.shape[1:])
+    t = run_spec.train
+    weights = np.asarray(weights, dtype=np.float64)
+    trainers = [MultiTaskTrainer(seeded_model(run_spec, image_shape), tensors, lr=t.lr, weight_decay=t.weight_decay,
+                                 batch_size=t.batch_size, seed=t.seed, task_weights=w, record=False,
+                                 amp=precision_amp(t.precision)) for w in weights]
+    rows = []
+    for epoch in range(1, data.epochs + 1):
+        for i, trainer in enumerate(trainers):
+            trainer.train_epoch(epoch)
+            if progress is not None:
+                progress(f"{name}: epoch {epoch}/{data.epochs}", (epoch - 1) * len(trainers) + i + 1)
+        row: dict[str, Any] = {"epoch": epoch}
+        for split, x, y in (("train", tensors.x_train, tensors.y_train), ("test", tensors.x_test, tensors.y_test)):
+            logits = torch.stack([tr.predict_logits(x) for tr in trainers])
+            row[split] = _scores(combine_outputs(logits, combine, data.combination), y)
+        rows.append(row)
+    return {"name": name, "epochs": rows, "models": len(trainers), "seconds": time.perf_counter() - t0}
+
+
+@dataclass(frozen=True)
+class _Unit:
+    name: str
+    weights: np.ndarray  # (m, n_tasks)
+    combine: np.ndarray  # (n_tasks, m)
+
+
+def _method_units(method: str, memberships: np.ndarray, n_tasks: int, n_clusters: int, seed: int) -> list[_Unit]:
+    """The units of one method: one unit per model for the hard methods (each model trained on
+    its group's tasks only), the k lockstep models of soft STG-MTL as one unit (its ensemble
+    needs every model's outputs each epoch)."""
+    ones = np.ones((n_tasks, 1))
+    if method == "mtl":
+        return [_Unit("mtl", np.ones((1, n_tasks)), ones)]
+    if method == "stg":
+        return [_Unit("stg", memberships.T, memberships)]
+    hard = _hard_groups(method, memberships, n_tasks, n_clusters, seed)
+    return [_Unit(f"{method}_{j}", hard[:, j][None, :], ones) for j in np.unique(hard.argmax(1))]
+
+
+def _hard_groups(method: str, memberships: np.ndarray, n_tasks: int, n_clusters: int, seed: int) -> np.ndarray:
+    """One-hot groups ``(n_tasks, m)`` of a hard method."""
+    if method == "stl":
+        return np.eye(n_tasks)
+    if method == "stg-hard":
+        return _hard(memberships)
+    return random_grouping(n_tasks, n_clusters, seed)
+
+
+def _method_rows(method: str, units: dict[str, list[dict[str, Any]]], memberships: np.ndarray, n_tasks: int,
+                 n_clusters: int, seed: int) -> list[dict[str, Any]]:
+    """A method's scores per epoch from its units' rows: a hard method scores each task by
+    its group's model."""
+    if method in ("mtl", "stg"):
+        return units[method]
+    groups = _hard_groups(method, memberships, n_tasks, n_clusters, seed).argmax(1)
+    per_model = {j: units[f"{method}_{j}"] for j in np.unique(groups)}
+    n_epochs = len(per_model[groups[0]])
+    return [{"epoch": e + 1, **{split: {metric: [per_model[groups[t]][e][split][metric][t] for t in range(n_tasks)]
+                                        for metric in per_model[groups[0]][e][split]}
+                                for split in ("train", "test")}}
+            for e in range(n_epochs)]
 
 
 def evaluation_dir(store: ArtifactStore, run_id: str, evaluation_id: str) -> Path:
@@ -235,48 +285,73 @@ def read_results(store: ArtifactStore, run_id: str, evaluation_id: str) -> dict[
     return store.read_job_file(run_id, "evaluations", evaluation_id, "results")
 
 
+def _offset_progress(progress: ProgressFn, base: int, n_steps: int) -> UnitProgress:
+    return lambda message, done: progress(message, base + done, n_steps)
+
+
 def run_evaluation(spec: EvaluationSpec, store: ArtifactStore, *, device: str = "auto",
-                   progress: ProgressFn | None = None) -> dict[str, Any]:
+                   progress: ProgressFn | None = None, executor: Executor | None = None) -> dict[str, Any]:
     """Train and score every method of ``spec``; resumable (finished units are reused).
+
+    ``executor`` runs the units (:mod:`stg_core.executors`; default: here, one after the
+    other); this process alone writes each unit's result as it arrives, so a stopped
+    evaluation resumes at unit granularity and any executor gives the same results.
 
     Returns (and stores as ``results.json``) ``{"task_names", "memberships", "methods": {name:
     {"epochs": [{"epoch", "train": {metric: [per task]}, "test": {...}}], "mean_f1": {"train": [per
-    epoch], "test": [...]}, "models_trained", "seconds"}}}``.
+    epoch], "test": [...]}, "models_trained", "seconds"}}}`` (``seconds``: the training time
+    of the method's models, summed over units).
     """
     eval_id = save_evaluation_spec(spec, store)
     existing = read_results(store, spec.run_id, eval_id)
     if existing is not None:
         return existing
     folder = evaluation_dir(store, spec.run_id, eval_id)
+    executor = executor or LocalExecutor()
     with store.writer_lock(spec.run_id, "evaluations", eval_id), job_running(folder):
         existing = read_results(store, spec.run_id, eval_id)  # finished by the previous writer
         if existing is not None:
             update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
             return existing
-        ev = _Evaluator(spec, store, device, progress)
+        run_spec = store.load_spec(spec.run_id)
+        n, k = len(run_spec.tasks), spec.n_clusters
+        epochs = spec.epochs or run_spec.train.epochs
         memberships = grouping_memberships(spec, store)
-        k, n = spec.n_clusters, ev.n_tasks
-        models = {"mtl": 1, "stl": n, "stg": k, "stg-hard": len(np.unique(memberships.argmax(1))), "random": k}
-        ev.n_steps = sum(models[m] for m in spec.methods) * ev.epochs
+        plan = {m: _method_units(m, memberships, n, k, spec.seed) for m in spec.methods}
+        units = {u.name: u for method_units in plan.values() for u in method_units}
+        n_steps = sum(len(u.weights) for u in units.values()) * epochs
+        results: dict[str, dict[str, Any]] = {}
+        for name in units:
+            path = folder / "units" / f"{name}.json"
+            if path.exists():
+                results[name] = read_json(path)
+        step = sum(len(units[name].weights) for name in results) * epochs
+        todo = [name for name in units if name not in results]
+        if todo:
+            data = load_evaluation_data(spec, store, device)
+            params = [(name, {"name": name, "weights": units[name].weights, "combine": units[name].combine})
+                      for name in todo]
+            if progress is not None and isinstance(executor, LocalExecutor):  # per epoch, as the units run here
+                base = step
+                for name, p in params:
+                    p["progress"] = _offset_progress(progress, base, n_steps)
+                    base += len(units[name].weights) * epochs
+            for name, result in executor.map_units(train_models_unit, data, params):
+                write_json(folder / "units" / f"{name}.json", result)
+                results[name] = result
+                step += len(units[name].weights) * epochs
+                if progress is not None:
+                    progress(f"{name}: done ({len(results)}/{len(units)} units)", step, n_steps)
         methods: dict[str, Any] = {}
         for method in spec.methods:
-            t0 = time.perf_counter()
-            if method == "mtl":
-                rows = ev.train_unit("mtl", np.ones((1, n)), np.ones((n, 1)))
-            elif method == "stl":
-                rows = ev.hard_method("stl", np.eye(n))
-            elif method == "stg":
-                rows = ev.train_unit("stg", memberships.T, memberships)
-            elif method == "stg-hard":
-                rows = ev.hard_method("stg-hard", _hard(memberships))
-            else:
-                rows = ev.hard_method("random", random_grouping(n, k, spec.seed))
+            rows = _method_rows(method, {u: r["epochs"] for u, r in results.items()}, memberships, n, k, spec.seed)
             methods[method] = {
-                "epochs": rows, "models_trained": models[method], "seconds": time.perf_counter() - t0,
+                "epochs": rows, "models_trained": sum(len(u.weights) for u in plan[method]),
+                "seconds": float(sum(results[u.name].get("seconds", 0.0) for u in plan[method])),
                 "mean_f1": {s: [float(np.mean(r[s]["f1"])) for r in rows] for s in ("train", "test")},
             }
-        results = {"evaluation_id": eval_id, "run_id": spec.run_id, "task_names": list(ev.run_spec.task_names),
-                   "memberships": memberships.tolist(), "spec": spec.to_json(), "methods": methods}
-        write_json(folder / "results.json", results)
+        results_json = {"evaluation_id": eval_id, "run_id": spec.run_id, "task_names": list(run_spec.task_names),
+                        "memberships": memberships.tolist(), "spec": spec.to_json(), "methods": methods}
+        write_json(folder / "results.json", results_json)
         update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
-        return results
+        return results_json

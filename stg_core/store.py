@@ -239,6 +239,19 @@ class ArtifactStore:
             path.unlink(missing_ok=True)
         return len(stale)
 
+    def import_run_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Write a run trained elsewhere (a Ray worker's scratch store) into this store: its
+        files ``{path relative to the run folder: content}``, each atomically, ``status.json``
+        last, so the run counts as finished only once every other file is in place."""
+        folder = self.run_dir(run_id)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in sorted(files, key=lambda n: n == "status.json"):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", name) or ".." in name.split("/"):
+                raise ValueError(f"invalid run file name {name!r}")
+            content = files[name]
+            _atomic_write(folder / name, lambda f: f.write(content))
+        self._index_set(run_id, self.read_status(run_id))
+
     def run_ids(self) -> list[str]:
         runs = self.root / "runs"
         return sorted(p.name for p in runs.iterdir() if _RUN_ID.match(p.name) and (p / "spec.json").exists())

@@ -433,14 +433,21 @@ def save_run_spec(store: ArtifactStore, spec: ExperimentSpec) -> str:
                                                      "python": platform.python_version()}})
 
 
-def prepare_run(spec: ExperimentSpec, *, device: str = "auto",
-                download: bool = False) -> tuple[Dataset, TaskLabels, TrainingData, MultiHeadNet]:
+def prepare_run(spec: ExperimentSpec, *, device: str = "auto", download: bool = False,
+                loaded: tuple[Dataset, TaskLabels] | None = None
+                ) -> tuple[Dataset, TaskLabels, TrainingData, MultiHeadNet]:
     """Everything :func:`train_run` checks before it writes: the spec's fields, the device, the
-    dataset subset, the task labels and the initial model. A one-line ``ValueError`` (or
-    ``DatasetNotFoundError``) names what is wrong; nothing is written anywhere."""
+    dataset subset, the task labels and the initial model (``loaded``: as in :func:`train_run`).
+    A one-line ``ValueError`` (or ``DatasetNotFoundError``) names what is wrong; nothing is
+    written anywhere."""
     spec.validate()
     dev = resolve_device(device)
-    dataset, labels, data = spec_training_data(spec, dev, download=download)
+    if loaded is None:
+        dataset, labels, data = spec_training_data(spec, dev, download=download)
+    else:
+        dataset, labels = loaded
+        data = TrainingData.from_arrays(apply_flips(dataset.x_train, labels.flip_train), labels.y_train,
+                                        apply_flips(dataset.x_test, labels.flip_test), labels.y_test, dev)
     return dataset, labels, data, seeded_model(spec, dataset.image_shape)
 
 
@@ -449,13 +456,15 @@ ProgressFn = Callable[[int, int, int, int], None]  # (epoch, n_epochs, batch, n_
 
 def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto",
               progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-              download: bool = False) -> str:
+              download: bool = False, loaded: tuple[Dataset, TaskLabels] | None = None) -> str:
     """Train (or resume, or reuse) the MTL run of ``spec``, recording data maps; return its id.
 
     Every finished epoch writes, atomically and in this order: its p_true, its Gram statistics
     (:mod:`stg_core.reduction`), the metrics, the checkpoint, the status. A run killed at any point restarts from the last checkpoint and
     ends with the same artifacts as an uninterrupted run. ``should_stop`` is polled after each
-    epoch; when it returns True the run is left resumable (state ``interrupted``).
+    epoch; when it returns True the run is left resumable (state ``interrupted``). ``loaded``:
+    the dataset and labels of ``spec`` when the caller has them already (a seed sweep loads
+    them once for all its runs), as :func:`load_spec_data` returns them.
 
     The run's writer lock (:meth:`ArtifactStore.writer_lock`) is held throughout: a second
     trainer of the same run, in any process, is refused with
@@ -466,7 +475,7 @@ def train_run(spec: ExperimentSpec, store: ArtifactStore, *, device: str = "auto
     if store.exists(run_id) and store.read_status(run_id).get("state") == "completed":
         return run_id
     # Data, tasks and model are checked before anything is written: bad input leaves the store untouched.
-    prepared = prepare_run(spec, device=device, download=download)
+    prepared = prepare_run(spec, device=device, download=download, loaded=loaded)
     with store.writer_lock(run_id):
         return _train_locked(spec, store, run_id, device, progress, should_stop, prepared)
 

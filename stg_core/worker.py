@@ -14,6 +14,7 @@ the status to that writer.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -94,8 +95,25 @@ def run_evaluation_job(store: ArtifactStore, run_id: str, evaluation_id: str, de
 
     spec = load_evaluation_spec(store, run_id, evaluation_id)
     _check_current("evaluation", evaluation_id, spec.evaluation_id())
-    run_evaluation(spec, store, device=device, progress=_step_progress(store, jobs.Job(run_id, evaluation_id)))
+    executor = evaluation_executor()
+    try:
+        run_evaluation(spec, store, device=device, progress=_step_progress(store, jobs.Job(run_id, evaluation_id)),
+                       executor=executor)
+    finally:
+        executor.close()
     print(f"evaluation: {evaluation_id}", flush=True)
+
+
+def evaluation_executor():
+    """Where an evaluation job's models train: on the Ray cluster named by ``STG_RAY_ADDRESS``
+    (``auto``, an address or ``local``) when it is set, else in this worker."""
+    from stg_core.executors import make_executor
+
+    address = os.environ.get("STG_RAY_ADDRESS")
+    executor = make_executor("ray", address) if address else make_executor("local")
+    if address:
+        print(f"evaluating on {executor.describe()}", flush=True)
+    return executor
 
 
 def run_grouping_job(store: ArtifactStore, run_id: str, grouping_id: str, device: str = "auto") -> None:
