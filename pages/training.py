@@ -78,7 +78,8 @@ def delete_panel() -> None:
     confirmation; refused while one of its jobs is being written)."""
     st.caption(f"{format_bytes(store.disk_usage(run_id))} on disk: data maps, checkpoint, evaluations and "
                "groupings.")
-    confirm = st.checkbox("I want to delete: this cannot be undone", key="confirm_delete")
+    confirm = st.checkbox("I want to delete: this cannot be undone", key="confirm_delete",
+                          help="Unlocks the two Delete buttons; a deleted run has to be trained again.")
     b1, b2 = st.columns(2)
     derived = b1.button("Delete evaluations and groupings", key="delete_derived", disabled=not confirm,
                         help="Keep the run and its data maps; remove what was computed from them.")

@@ -12,7 +12,7 @@ from stg_core.training import train_run
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 WIDGETS = ("button", "selectbox", "slider", "number_input", "text_input", "radio", "multiselect", "checkbox",
            "file_uploader", "toggle", "download_button", "select_slider", "text_area")
-PAGES = ("overview", "experiment", "training", "clustering", "evaluation", "methods")
+PAGES = ("overview", "experiment", "training", "clustering", "evaluation", "methods", "stability")
 
 
 @pytest.fixture(scope="module")

@@ -18,5 +18,5 @@ def test_readme_opens_with_the_app_and_test_commands():
 
 def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == _readme_commands()[1]
+    assert ci[-2:] == [_readme_commands()[1], "python -m pytest -m slow"]  # then the slow set
     assert "set -euo pipefail" in ci  # a failing (or empty: pytest exits 5) test run fails CI
