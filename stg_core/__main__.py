@@ -259,19 +259,39 @@ def _parse_params(items: list[str]) -> dict:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    from stg_core.grouping import GroupingSpec, params_class, run_grouping
+    from stg_core.grouping import GROUPING_METHODS, GroupingSpec, params_class, run_grouping, run_groupings
 
     store = _store(args)
     run_id = store.resolve(args.run)
-    params = params_class(args.method).from_dict(_parse_params(args.param))
-    spec = GroupingSpec(run_id, args.method, args.k, seed=args.seed, params=params)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in GROUPING_METHODS]
+    if not methods or unknown:
+        raise ValueError(f"unknown method {', '.join(unknown) or repr(args.method)}; use {', '.join(GROUPING_METHODS)}")
+    if args.param and len(methods) > 1:
+        raise ValueError("--param applies to one method: give --method a single method")
+    specs = [GroupingSpec(run_id, m, args.k, seed=args.seed, params=params_class(m).from_dict(_parse_params(args.param)))
+             for m in dict.fromkeys(methods)]
 
     def progress(message: str, step: int, n_steps: int) -> None:
         if not args.quiet:
             print(f"\r[{step}/{n_steps}] {message:40s}", end="\n" if step == n_steps else "", file=sys.stderr,
                   flush=True)
 
-    result = run_grouping(spec, store, device=args.device, progress=progress)
+    if len(specs) == 1 and args.executor == "local":
+        results = [run_grouping(specs[0], store, device=args.device, progress=progress)]
+    else:  # one unit per method, on the executor; this process writes each grouping
+        executor = _executor(args)
+        try:
+            results = run_groupings(specs, store, device=args.device, executor=executor, progress=progress)
+        finally:
+            executor.close()
+    for spec, result in zip(specs, results):
+        _print_grouping(args, store, run_id, spec, result)
+    return 0
+
+
+def _print_grouping(args: argparse.Namespace, store: Any, run_id: str, spec: Any, result: Any) -> None:
+    """One grouping as ``group`` prints it: a JSON line with ``--json``, else a table and its cost."""
     alignment = run_alignment(store, run_id, result.labels, args.seed)
     if args.json:
         out = {"run": run_id, "k": args.k, "grouping_id": spec.grouping_id(), "params": spec.resolved_params(),
@@ -279,9 +299,9 @@ def cmd_group(args: argparse.Namespace) -> int:
         if alignment is not None:
             out["alignment"] = alignment
         print(json.dumps(out))
-        return 0
+        return
     c = result.cost
-    print(f"run {run_id}  method={args.method}  k={args.k}  grouping {spec.grouping_id()}")
+    print(f"run {run_id}  method={spec.method}  k={args.k}  grouping {spec.grouping_id()}")
     _print_memberships(list(result.task_names), result.memberships, result.labels, alignment)
     print(f"cost: {c.wall_seconds:.2f} s of its own work, {c.models_trained} model(s) trained, "
           f"{c.extra_forward_passes} extra forward / {c.extra_backward_passes} extra backward passes, "
@@ -291,7 +311,6 @@ def cmd_group(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     for note in result.notes:
         print(f"note: {note}")
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -522,14 +541,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_store(sub.add_parser("group", help="group a run's tasks with STG-MTL, TAG, Grad-TAE, DMTG or at random"))
     p.add_argument("run", help="run id (or a unique prefix)")
-    p.add_argument("--method", required=True, choices=("stg", "tag", "grad-tae", "dmtg", "random"))
+    p.add_argument("--method", required=True,
+                   help="stg, tag, grad-tae, dmtg or random; several, comma-separated, run as independent units "
+                        "(on Ray with --executor ray), one output each")
     p.add_argument("--k", type=int, required=True, help="number of groups")
     p.add_argument("--seed", type=int, default=0, help="the method's seed")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a method parameter (repeatable), e.g. --param affinity_every=5 (see README)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="the same shape as cluster --json, plus cost, notes, affinity")
+    p.add_argument("--json", action="store_true",
+                   help="the same shape as cluster --json, plus cost, notes, affinity (one line per method)")
     p.add_argument("-q", "--quiet", action="store_true")
+    executor_options(p)
     p.set_defaults(func=cmd_group)
 
     p = with_store(sub.add_parser("evaluate", help="MTL / STL / STG-MTL / random grouping F1 on a run"))

@@ -63,8 +63,12 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def run_unit(fn: UnitFn, threads: int | None, shared: Any, **params: Any) -> Any:
-    """``fn(shared, **params)`` with ``threads`` CPU threads: what every executor runs per unit."""
-    with torch_threads(threads):
+    """``fn(shared, **params)`` with ``threads`` CPU threads, torch's and NumPy's BLAS alike (a
+    grouping's NumPy reductions also add in another order over more threads): what every
+    executor runs per unit."""
+    from threadpoolctl import threadpool_limits
+
+    with torch_threads(threads), threadpool_limits(limits=threads):
         return fn(shared, **params)
 
 

@@ -297,3 +297,11 @@ def test_group_command_json_has_the_shape_of_cluster_json(planted_run):
     assert bad.returncode == 2 and "affinity_every=0 must be a positive integer" in bad.stderr
     bad = cli("group", run_id, "--method", "stg", "--k", "2", "--param", "nonsense")
     assert bad.returncode == 2 and "write NAME=VALUE" in bad.stderr
+    # Several methods: one unit each, one JSON line each, in the order given (stg reused from above).
+    lines = cli("group", run_id, "--method", "random,stg", "--k", "2", "--json", "-q").stdout.splitlines()
+    assert [json.loads(line)["method"] for line in lines] == ["random", "stg"]
+    assert json.loads(lines[1])["memberships"] == group["memberships"]
+    bad = cli("group", run_id, "--method", "stg,nope", "--k", "2")
+    assert bad.returncode == 2 and "unknown method nope" in bad.stderr
+    bad = cli("group", run_id, "--method", "stg,tag", "--k", "2", "--param", "fuzziness=3")
+    assert bad.returncode == 2 and "--param applies to one method" in bad.stderr

@@ -12,7 +12,8 @@ import pytest
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import EvaluationSpec, evaluation_dir, run_evaluation
 from stg_core.executors import LocalExecutor, make_executor
-from stg_core.store import ArtifactStore
+from stg_core.grouping import GroupingSpec, grouping_dir, read_grouping, run_groupings
+from stg_core.store import ArtifactStore, read_json
 from stg_core.sweep import run_sweep
 from stg_core.training import train_run
 from tests.ray_support import killed_once, require_ray
@@ -115,7 +116,7 @@ from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import EvaluationSpec, run_evaluation
 from stg_core.executors import make_executor
 from stg_core.stability import sweep_stability
-from stg_core.store import ArtifactStore
+from stg_core.store import ArtifactStore, read_json
 from stg_core.sweep import run_sweep
 store = ArtifactStore({str(tmp_path)!r})
 base = spec_from_preset("digits-g2", subset=150, test_subset=50, train=TrainConfig(epochs=1))
@@ -133,3 +134,22 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_grouping_methods_through_ray_equal_the_local_ones(ray_executor, trained, tmp_path):
+    """Each method is one unit: Ray runs them side by side, this process writes each grouping."""
+    run_id = trained[1]
+    specs = [GroupingSpec(run_id, method, 2, seed=1) for method in ("stg", "tag", "random")]
+    local = run_groupings(specs, _copy(trained, tmp_path, "local"), device="cpu", executor=LocalExecutor(threads=1))
+    store = _copy(trained, tmp_path, "ray")
+    done = []
+    remote = run_groupings(specs, store, device="cpu", executor=ray_executor,
+                           progress=lambda message, step, n: done.append((step, n)))
+    assert [r.method for r in remote] == ["stg", "tag", "random"] and sorted(done) == [(1, 3), (2, 3), (3, 3)]
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(a.memberships, b.memberships)
+    for spec, result in zip(specs, remote):  # written by the driver, read back as stored (6 decimals)
+        stored = read_grouping(store, run_id, spec.grouping_id())
+        np.testing.assert_allclose(stored.memberships, result.memberships, atol=1e-6)
+        np.testing.assert_array_equal(stored.labels, result.labels)
+        assert read_json(grouping_dir(store, run_id, spec.grouping_id()) / "status.json")["state"] == "completed"

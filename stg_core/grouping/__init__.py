@@ -23,10 +23,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,9 +36,12 @@ from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, P
 from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json, write_npy
 from stg_core.validation import check_n_clusters
 
+if TYPE_CHECKING:
+    from stg_core.executors import Executor
+
 __all__ = ["GROUPING_METHODS", "GroupingCost", "GroupingResult", "GroupingSpec", "MethodParams", "RunContext",
-           "default_params", "grouping_dir", "list_groupings", "load_grouping_spec", "one_hot", "params_class",
-           "read_grouping", "run_grouping", "save_grouping_spec"]
+           "default_params", "grouping_dir", "grouping_unit", "list_groupings", "load_grouping_spec", "one_hot",
+           "params_class", "read_grouping", "run_grouping", "run_groupings", "save_grouping_spec"]
 
 # Bumped whenever a method's code changes what a spec produces: part of the grouping id, so a
 # stored grouping is never reused across such a change.
@@ -168,9 +172,66 @@ def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "aut
         ctx = RunContext(store, spec.run_id, device)
         result = _module(spec.method).group(ctx, spec.n_clusters, spec.method_params, seed=spec.seed,
                                             progress=progress)
-        if result.affinity is not None:
-            write_npy(folder / "affinity.npy", result.affinity)
-        write_json(folder / "result.json", {"grouping_id": gid, "spec": spec.to_json(),
-                                            **result.to_json(with_affinity=False)})
-        update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
+        _write_grouping(folder, gid, spec, result)
         return result
+
+
+def _write_grouping(folder: Path, gid: str, spec: GroupingSpec, result: GroupingResult) -> None:
+    """The grouping's files, written by the one process that holds its lock; status last."""
+    if result.affinity is not None:
+        write_npy(folder / "affinity.npy", result.affinity)
+    write_json(folder / "result.json", {"grouping_id": gid, "spec": spec.to_json(),
+                                        **result.to_json(with_affinity=False)})
+    update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
+
+
+def grouping_unit(store_root: str, *, spec: dict[str, Any], device: str) -> GroupingResult:
+    """One grouping computed from the run at ``store_root`` and returned, not written: what an
+    executor runs per method (:func:`run_groupings`). Reads the store only."""
+    grouping = GroupingSpec.from_json(spec)
+    ctx = RunContext(ArtifactStore(store_root), grouping.run_id, device)
+    return _module(grouping.method).group(ctx, grouping.n_clusters, grouping.method_params, seed=grouping.seed)
+
+
+def run_groupings(specs: Sequence[GroupingSpec], store: ArtifactStore, *, device: str = "auto",
+                  executor: Executor | None = None,
+                  progress: Callable[[str, int, int], None] | None = None) -> list[GroupingResult]:
+    """Several groupings of one store (one per method, say) as independent units on
+    ``executor`` (default: one after the other here); finished ones are reused. This process
+    holds every pending grouping's lock and writes each result as it arrives, so the store keeps
+    a single writer. ``progress(message, done, total)`` after each. Results in ``specs``' order."""
+    from stg_core.executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    ids = [save_grouping_spec(spec, store) for spec in specs]
+    results: dict[str, GroupingResult] = {}
+    with ExitStack() as stack:
+        pending: dict[str, GroupingSpec] = {}
+        for gid, spec in zip(ids, specs):
+            if gid in pending or gid in results:
+                continue
+            existing = read_grouping(store, spec.run_id, gid)
+            if existing is None:
+                stack.enter_context(store.writer_lock(spec.run_id, "groupings", gid))
+                existing = read_grouping(store, spec.run_id, gid)  # finished by the previous writer
+            if existing is not None:
+                results[gid] = existing
+                continue
+            update_status_file(grouping_dir(store, spec.run_id, gid) / "status.json", state="running", error=None)
+            pending[gid] = spec
+        units = [(gid, {"spec": spec.to_json(), "device": device}) for gid, spec in pending.items()]
+        try:
+            for gid, result in executor.map_units(grouping_unit, str(store.root), units):
+                spec = pending[gid]
+                _write_grouping(grouping_dir(store, spec.run_id, gid), gid, spec, result)
+                results[gid] = result
+                if progress is not None:
+                    progress(f"{spec.method}: done", len(results), len(set(ids)))
+        except BaseException as exc:  # as job_running does, for the groupings not written yet
+            for gid, spec in pending.items():
+                if gid not in results:
+                    update_status_file(grouping_dir(store, spec.run_id, gid) / "status.json",
+                                       error=f"{type(exc).__name__}: {exc}",
+                                       state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+            raise
+    return [results[gid] for gid in ids]
