@@ -112,7 +112,7 @@ texts: dict[str, str] = {}
 if any(with_defaults.values()):
     with st.expander("Method parameters"):
         st.caption("Each method's parameters as a JSON object; empty: the defaults shown. Other parameters give "
-                   "another grouping, kept beside the default one (README, *Other grouping methods*).")
+                   "another grouping, kept beside the default one (docs/methods.md).")
         for method, defaults in with_defaults.items():
             if defaults:
                 texts[method] = st.text_input(
