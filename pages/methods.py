@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,34 +37,17 @@ COST_HINTS = {
 #: An example for the Method parameters inputs, where one helps.
 PARAM_HINTS = {"dmtg": ' E.g. {"branch_units": 8, "hard": true, "alpha_lr": 0.001, "epochs": 150}: branches of '
                        "8 units, so that the tasks of a group compete for them, straight-through assignments, and "
-                       "the original's single learning rate over more epochs (docs/dmtg-planted.md: on the digit "
-                       "pairs it found the planted sets in 12 of 12 groupings, as the other methods did)."}
+                       "the original's single learning rate over more epochs (docs/dmtg-planted.md: the setting that "
+                       "found the planted sets on the digit pairs)."}
 
-ABOUT = """
-- **STG-MTL**: k-means with fuzzy memberships on the tasks' data maps (soft memberships; the Clustering page).
-- **TAG** (Fifty et al., 2021): during an MTL training, how much a step on task i lowers task j's loss
-  (lookahead inter-task affinity), averaged; then the partition into k groups with the highest affinity.
-- **Grad-TAE** (Li et al., 2024): per-sample gradients at the trained MTL model, projected; logistic regressions
-  on random task subsets estimate how each task does when trained with others; SDP clustering of that affinity.
-- **DMTG** (Gao et al., 2024): k branches trained jointly with a Gumbel-softmax assignment of tasks to branches;
-  each task joins its most likely branch. Groups left empty are reported as a *collapse*, and a grouping that
-  stopped changing in the first fifth of training (decided before the branches learned the tasks) gets a
-  warning.
-  Measured (`docs/dmtg-planted.md`, `bench/planted.py`): on the `digits-planted` preset and on a digit-pairs
-  problem it keeps duplicated tasks together but does not recover the two planted sets, which STG-MTL, TAG and
-  Grad-TAE recover every time. With the tasks competing for few feature units (the run's *Feature units*) and
-  its assignment logits at the weights' learning rate over more epochs (*Method parameters*: `{"alpha_lr":
-  0.001, "epochs": 30}`), it recovered the digit pairs' sets in 4 of 12 groupings, and in 9 of 12 with the
-  authors' straight-through assignments (`"hard": true`); on that problem STG-MTL did in 4 of 4, Grad-TAE in
-  2 of 4 and TAG in 0 of 2 (one run). On those pairs with tasks that share three positives within a set, with
-  `hard`, it recovered the sets in 5 of 6 groupings, Grad-TAE in 6 of 6, STG-MTL in 4 of 6 and TAG in 0 of 6
-  (3 runs × 2 grouping seeds). With branches narrowed to 8 units on a run of 128 (`"branch_units": 8`, with
-  `"hard": true`, `"alpha_lr": 0.001` and `"epochs": 150`) it recovered the digit pairs' sets in 12 of 12
-  groupings, as STG-MTL, TAG and Grad-TAE did on the same runs (6 runs × 2 grouping seeds).
-- **random**: k random groups of near-equal size.
-- **ARI** (adjusted Rand index): 1 for identical groupings, about 0 for unrelated ones.
-- **Affinity**: entry [i, j] says how much task i helps task j, in each method's own units.
-"""
+
+def _about() -> str:
+    """The methods in short, as docs/methods.md states them (one text for the docs and the app)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text(encoding="utf-8")
+    return text.split("<!-- methods-summary", 1)[1].split("-->", 1)[1].split("<!-- /methods-summary -->", 1)[0].strip()
+
+
+ABOUT = _about()
 
 st.title("Methods")
 st.caption("Which tasks belong together? STG-MTL reads the answer off the data maps of one training; TAG, "
@@ -128,7 +112,7 @@ texts: dict[str, str] = {}
 if any(with_defaults.values()):
     with st.expander("Method parameters"):
         st.caption("Each method's parameters as a JSON object; empty: the defaults shown. Other parameters give "
-                   "another grouping, kept beside the default one (README, *Other grouping methods*).")
+                   "another grouping, kept beside the default one (docs/methods.md).")
         for method, defaults in with_defaults.items():
             if defaults:
                 texts[method] = st.text_input(

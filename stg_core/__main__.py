@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_store(sub.add_parser("train", help="train an MTL run recording data maps (reuses / resumes)"))
     p.add_argument("--preset", choices=sorted(PRESETS), help="task preset (sets the dataset)")
     p.add_argument("--dataset", choices=DATASET_NAMES)
-    p.add_argument("--tasks-file", help="JSON task set (see README)")
+    p.add_argument("--tasks-file", help="JSON task set (see docs/usage.md)")
     p.add_argument("--data-root", help="dataset folder (or the .npz file for --dataset npz)")
     p.add_argument("--download", action="store_true", help="download the dataset when missing and online")
     p.add_argument("--model", default="auto", choices=MODEL_NAMES)
@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, required=True, help="number of groups")
     p.add_argument("--seed", type=int, default=0, help="the method's seed")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a method parameter (repeatable), e.g. --param affinity_every=5 (see README)")
+                   help="a method parameter (repeatable), e.g. --param affinity_every=5 (see docs/methods.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true",
                    help="the same shape as cluster --json, plus cost, notes, affinity (one line per method)")

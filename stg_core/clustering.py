@@ -210,9 +210,8 @@ def reduce_task_vectors(x: np.ndarray, *, standardize: bool = False) -> np.ndarr
     ``StandardScaler``; constant columns become 0), chunk by chunk, without a copy of ``x``.
     ``ValueError`` for a non-2D, empty, non-numeric or non-finite ``x``.
 
-    Runs BLAS on one thread: the work is dominated by memory-bound conversion and centring,
-    and on a shared machine multi-threaded OpenBLAS was 15–25× *slower* (spinning threads
-    competing with other processes); single-threaded it takes ~0.5 s for 100 × 500,000 float32.
+    Runs BLAS on one thread: the work is memory-bound conversion and centring, where threads
+    spinning against other processes cost more than they bring (docs/benchmarks.md).
     """
     x = _check_vectors(x)
     with _threadpool_controller().limit(limits=1):
@@ -326,9 +325,8 @@ def cluster_tasks(reduced: np.ndarray, n_clusters: int, fuzziness: float = 2.0, 
     original vectors. ``None``: ``reduced`` is taken as the vectors themselves.
 
     Runs on one thread (BLAS and OpenMP): for matrices this small, thread start-up and
-    oversubscription of a busy machine cost far more than they bring (measured on 2 shared
-    cores: ~20× slower with 2 threads at 1,000 tasks), and the result no longer depends on the
-    thread count. ``ValueError`` names a bad ``n_clusters``, ``fuzziness`` or ``n_init``.
+    oversubscription cost more than they bring (docs/benchmarks.md), and the result does not
+    depend on the thread count. ``ValueError`` names a bad ``n_clusters``, ``fuzziness`` or ``n_init``.
     """
     y = np.asarray(reduced)
     if y.ndim != 2 or y.shape[0] == 0 or y.shape[1] == 0:
@@ -371,9 +369,8 @@ class TaskClusterer(BaseEstimator):
         standardised across tasks before clustering).
     random_state : seed of k-means++ (``KMeans(random_state=...)``).
     n_init : k-means++ restarts; the best inertia wins (``KMeans(n_init=...)``). Default 3, not
-        10: measured in ``bench/recluster.py``, 10 restarts take ~40 ms per re-clustering of
-        100 tasks at k=20 (the sliders' budget is 20 ms) and 3 take ~18 ms; scikit-learn's own
-        default (``"auto"``) is a single k-means++ run.
+        the paper's 10, to re-cluster within the sliders' budget (``bench/recluster.py``);
+        scikit-learn's own default (``"auto"``) is a single k-means++ run.
 
     ``fit`` clusters the exact reduction of the vectors (:func:`reduce_task_vectors`), which
     gives the labels, inertia and distances ``KMeans`` gives on the vectors themselves, and

@@ -23,7 +23,7 @@ class Demo:
 
 DEMOS: dict[str, Demo] = {
     "digits": Demo(
-        "digits", "Digits G2 (offline, about 10 s of training)", "Run the demo",
+        "digits", "Digits G2 (offline, trains in seconds)", "Run the demo",
         # 40 epochs: with fewer, the flipped task's data map still looks like the random task's.
         # k = 4: Random has a cluster of its own there; at k = 3 it shares one with Downside
         # (tests/test_method_checks.py checks both on seeds 0-2).

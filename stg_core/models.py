@@ -34,11 +34,9 @@ class MultiHeadNet(nn.Module):
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a cheaper mask on the CPU: ``rand < keep`` times ``1 / keep``.
 
-    Measured on a 2-core CPU (forward + backward of a ``(256, 3136)`` activation): 13.0 ms
-    with ``F.dropout`` (its ``bernoulli_`` is the slow part) against 3.1 ms here, about 7% of
-    a paper-CNN training step. Same expectation and the same mask distribution (the uniform
-    draw is fp32 whatever the activation's dtype); a different random stream. Elsewhere
-    (CUDA) it is ``F.dropout``, which is already fused there."""
+    ``F.dropout``'s ``bernoulli_`` is slow on the CPU (docs/benchmarks.md). Same expectation and
+    mask distribution (the uniform draw is fp32 whatever the activation's dtype); a different
+    random stream. Elsewhere (CUDA) it is ``F.dropout``, already fused there."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
@@ -58,8 +56,7 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, padding: int) -> list[nn.M
 def _conv_bn_relu_pool(c_in: int, c_out: int, kernel: int, padding: int, original_layout: bool) -> list[nn.Module]:
     """Conv BN ReLU MaxPool2. Unless ``original_layout``, the ReLU comes after the pool: max
     and ReLU commute (ReLU is monotone), so outputs and gradients are the same, and the ReLU
-    and its backward touch 4x fewer values (about 5% of a paper-CNN step on a 2-core CPU,
-    ``python bench/train_throughput.py``)."""
+    and its backward touch 4x fewer values."""
     conv, norm, relu = _conv_bn_relu(c_in, c_out, kernel, padding)
     return [conv, norm, relu, nn.MaxPool2d(2)] if original_layout else [conv, norm, nn.MaxPool2d(2), relu]
 

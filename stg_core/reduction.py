@@ -115,8 +115,8 @@ def reduce_gram(gram: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def threadpool_controller() -> Any:
-    # threadpoolctl inspects every loaded shared library when a controller is created (~7 ms
-    # here, more than a whole re-clustering); created once, limiting threads costs ~50 µs. The
+    # threadpoolctl inspects every loaded shared library when a controller is created (costlier
+    # than a whole re-clustering); created once, limiting threads is cheap. The
     # controller only describes the loaded libraries: results do not depend on this cache.
     from threadpoolctl import ThreadpoolController
 

@@ -186,8 +186,8 @@ def _planted_tasks() -> tuple[Task, ...]:
     so the sets must differ in *how strongly* their tasks are related. For classes of equal
     frequency, a pair nested in its triple has label correlation 0.76 with it (the two pairs
     0.38), against -0.25 to -0.43 across the sets. With three 3-subsets of {0,1,2,3} and of
-    {5,6,7,8} (this preset before) it was 0.52 within and -0.43 across, and TAG's selection
-    failed on a third of the runs (``python bench/planted.py`` measures every method).
+    {5,6,7,8} (this preset before) it was 0.52 within and -0.43 across, too little for TAG's
+    selection (docs/dmtg-planted.md).
 
     Every task is duplicated, not just one per set: TAG's objective (a task's mean affinity with
     its group-mates) rewards a lone duplicate pair so much that a single pair would be split off

@@ -1,6 +1,6 @@
 """The fast multi-task training loop, and a resumable training run that records data maps.
 
-Speed choices (airbench-style, measured in ``bench/train_throughput.py``):
+Speed choices (airbench-style; ``bench/train_throughput.py`` times them):
 
 - the whole training set lives on the device as uint8 ``(N, H, W, C)`` — as loaded, so on the
   CPU it is not even copied — and each batch is gathered, viewed as ``(B, C, H, W)`` (already
@@ -131,8 +131,7 @@ def cpu_has_amx() -> bool:
 
 def use_mixed_precision(device: torch.device, image_shape: tuple[int, int, int]) -> bool:
     """The ``precision="auto"`` rule: autocast on CUDA; on CPU only with AMX bf16 units and for
-    colour images of 32 px and more, where convolutions dominate — bench/train_throughput.py
-    measured about 2x per batch there; on 8x8 digits the gain is nil."""
+    colour images of 32 px and more, where convolutions dominate (docs/benchmarks.md)."""
     if device.type == "cuda":
         return True
     h, w, c = image_shape
@@ -161,12 +160,12 @@ class MultiTaskTrainer:
         self.seed = seed
         cuda = self.device.type == "cuda"
         _, height, width, channels = data.x_train.shape
-        # channels_last: always on CUDA; on CPU for colour images of 32 px and more, where
-        # bench/train_throughput.py measured 1.15-1.25x per batch (and a small loss on 8x8 digits).
+        # channels_last: always on CUDA; on CPU for colour images of 32 px and more, where it pays
+        # (docs/benchmarks.md).
         self.channels_last = (cuda or (channels >= 3 and min(height, width) >= 32)) if channels_last is None \
             else channels_last
         use_amp = use_mixed_precision(self.device, (height, width, channels)) if amp is None else amp
-        # bf16 where the hardware has it (and always on CPU, where fp16 autocast is ~9x slower).
+        # bf16 where the hardware has it, and always on CPU, where fp16 autocast is much slower.
         bf16 = not cuda or torch.cuda.is_bf16_supported()
         self.amp_dtype = (torch.bfloat16 if bf16 else torch.float16) if use_amp else None
         if self.channels_last:

@@ -35,6 +35,10 @@ REQUIRED = any(os.environ.get(v, "").lower() not in ("", "0", "false") for v in 
 EPOCHS, SUBSET = 3, 300
 TRAINING_TIMEOUT_MS = 180_000
 STEP_TIMEOUT_MS = 60_000
+# The README's picture of the Clustering page: taken on every run of the demo test, written over
+# docs/clustering.png only when env STG_UPDATE_SCREENSHOT=1.
+SCREENSHOT = ROOT / "docs" / "clustering.png"
+SCREENSHOT_VIEWPORT = {"width": 1280, "height": 900}
 # The first heatmap trace of the Plotly charts on the page, as drawn: Plotly keeps a chart's
 # traces in .data (arrays may still be base64-encoded there) and the decoded ones in ._fullData.
 HEATMAP_JS = """() => {
@@ -291,6 +295,28 @@ def test_digits_preset_end_to_end(browser, app_url):  # browser first: skip befo
         context.close()
 
 
+def _readme_screenshot(walk: Walk, out: Path) -> None:
+    """The top of the page at the README's viewport, saved to ``out`` (checked non-empty) and, with
+    env ``STG_UPDATE_SCREENSHOT=1``, copied to ``docs/clustering.png`` as a 256-colour PNG."""
+    page = walk.page
+    size = page.viewport_size
+    page.set_viewport_size(SCREENSHOT_VIEWPORT)
+    try:
+        page.locator('[data-testid="stMainBlockContainer"] h1').first.evaluate("e => e.scrollIntoView()")
+        page.wait_for_timeout(1000)  # the charts redraw at the new width
+        walk.idle()
+        page.screenshot(path=str(out))
+    finally:
+        page.set_viewport_size(size)
+        walk.idle()
+    assert out.stat().st_size > 0
+    if os.environ.get("STG_UPDATE_SCREENSHOT") == "1":
+        from PIL import Image
+
+        with Image.open(out) as image:
+            image.convert("RGB").quantize(colors=256).save(SCREENSHOT, optimize=True)
+
+
 def _claims_match_the_heatmap(walk: Walk, k: int) -> list[str]:
     """The panel's verdicts on the random task and the complements follow the heatmap drawn
     beside it: the random task's cluster-mates (argmax of its row) are exactly the tasks the
@@ -325,10 +351,10 @@ def _claims_match_the_heatmap(walk: Walk, k: int) -> list[str]:
     return table["A random-label task gets a cluster of its own"]
 
 
-def test_demo_from_the_overview(browser, app_url):
+def test_demo_from_the_overview(browser, app_url, tmp_path):
     """The presenter's path: Overview → Run the demo → Training (animation) → Clustering (the
     panel's verdicts follow the heatmap, at the demo's k and at k = 3) → Evaluation, following
-    the sidebar's demo guide."""
+    the sidebar's demo guide. The README's screenshot of the Clustering page is taken here."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
@@ -354,6 +380,7 @@ def test_demo_from_the_overview(browser, app_url):
         claims = page.get_by_text("The paper's claims on this run")
         claims.wait_for()
         walk.check("demo_clustering", show=claims)
+        _readme_screenshot(walk, tmp_path / "clustering.png")
         thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Clusters k").locator('input[type="range"]')
         assert thumb.input_value() == str(DEMOS["digits"].k)
         _claims_match_the_heatmap(walk, DEMOS["digits"].k)

@@ -23,8 +23,7 @@ the official PyTorch period r = 10, and the same objective. Deviations (stated i
 - tasks with identical training labels (exact duplicates) are searched as one task and share
   its group: a task's lookahead affinity onto its own copy is its self-affinity, which TAG's
   objective leaves out for a reason — kept in, it is so large that at small k the best grouping
-  isolates the duplicate pair with the largest self-affinity and lumps every other task together
-  (measured on the ``digits-planted`` preset, whatever the planted structure);
+  isolates the duplicate pair with the largest self-affinity and lumps every other task together;
 - TAG selects any B groups (possibly overlapping) among the 2ⁿ − 1 candidates; here, to compare
   with the other methods, the selection is a partition into exactly k non-empty groups:
   exhaustive over all partitions for n ≤ ``exhaustive_max_tasks`` (12 by default), and beyond
