@@ -29,6 +29,8 @@ import pytest
 
 from stg_core.demo import DEMOS
 
+pytestmark = pytest.mark.slow  # a real browser over a served app, trainings included: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 REQUIRED = any(os.environ.get(v, "").lower() not in ("", "0", "false") for v in ("CI", "STG_REQUIRE_BROWSER"))

@@ -161,6 +161,7 @@ def _kill_and_resume(tmp_path: Path, spec, train_args: list[str], seed: int, n_t
     assert strip(store.read_metrics(run_id)) == strip(reference.read_metrics(run_id))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_path, seed):
     # 10 epochs of 4 batches: the kill (at most 0.2 s after epoch 3) always lands before the end
@@ -168,6 +169,7 @@ def test_sigkill_at_any_point_leaves_a_resumable_run_with_the_same_result(tmp_pa
     _kill_and_resume(tmp_path, spec, KILL_TRAIN, seed, 15, 1000)
 
 
+@pytest.mark.slow
 def test_sigkill_of_a_colour_run_resumes_to_the_same_result(tmp_path):
     """32 px colour images train channels_last with fused Adam (the layout that a resumed
     optimiser state must keep): killed and resumed, the run is byte-identical."""
@@ -184,6 +186,7 @@ def _trained(tmp_path: Path, *args: str) -> str:
     return out.strip().splitlines()[-1].removeprefix("run: ")
 
 
+@pytest.mark.slow
 def test_cluster_and_evaluate_commands(tmp_path):
     run_id = _trained(tmp_path, "train", "--preset", "digits-g2", "--subset", "300", "--test-subset", "100",
                       "--epochs", "3")

@@ -212,6 +212,7 @@ def test_measuring_changes_nothing_in_the_training_run():
 
 # ---- TAG on the planted problem ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tag_on_the_planted_problem(planted_run):
     """TAG's affinity sees the planted sets — tasks of one set help each other more than tasks
     of the other set —, its selection at k = 2 recovers the two sets, and duplicates share a

@@ -28,6 +28,7 @@ def planted(planted_run):
     return store, run_id, run_grouping(GroupingSpec(run_id, "grad-tae", 2), store)
 
 
+@pytest.mark.slow
 def test_planted_groups_are_recovered_with_duplicates_together(planted):
     _, _, result = planted
     names = result.task_names
@@ -39,6 +40,7 @@ def test_planted_groups_are_recovered_with_duplicates_together(planted):
     assert result.details["clustering"] == "sdp" and result.details["sdp_status"] in ("optimal", "optimal_inaccurate")
 
 
+@pytest.mark.slow
 def test_planted_affinity_is_symmetric_and_higher_within_the_planted_groups(planted):
     _, _, result = planted
     t = result.affinity
@@ -50,6 +52,7 @@ def test_planted_affinity_is_symmetric_and_higher_within_the_planted_groups(plan
     assert t[same & off_diagonal].mean() > t[~same].mean()
 
 
+@pytest.mark.slow
 def test_planted_cost_and_notes(planted):
     store, run_id, result = planted
     cost = result.cost

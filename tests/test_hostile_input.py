@@ -21,6 +21,8 @@ from stg_core import data as data_module
 from stg_core.data import MAX_CLASSES, MAX_DATA_BYTES, load_dataset
 from tests.cifar_files import write_cifar10
 
+pytestmark = pytest.mark.slow  # one command-line subprocess per hostile input
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

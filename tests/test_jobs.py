@@ -60,6 +60,7 @@ def test_queue_runs_jobs_one_after_the_other_and_evaluations_too(tmp_path):
     assert evaluation in jobs.all_jobs(store)
 
 
+@pytest.mark.slow
 def test_cancel_leaves_a_resumable_run_and_a_killed_worker_is_detected(tmp_path):
     store = ArtifactStore(tmp_path)
     job = jobs.Job(store.save_spec(_spec(epochs=40)))

@@ -24,6 +24,7 @@ def g2_seeds(tmp_path_factory):
     return store, runs, list(DEMOS["digits"].spec.task_names)
 
 
+@pytest.mark.slow
 def test_random_task_gets_a_cluster_of_its_own_at_the_demos_k(g2_seeds):
     """At k = 4 (the digits demo's k: its guide promises this) the random task shares its
     cluster with no other task, in each of the three seeds; at k = 3 it shares one with the
@@ -57,6 +58,7 @@ def _documented_complement_l1(k_label: str) -> list[float]:
     raise AssertionError(f"docs/claims.md has no digits G2 row at k = {k_label}")
 
 
+@pytest.mark.slow
 def test_complements_rate_on_the_digits_demo_is_the_documented_one(g2_seeds):
     """Heads start independently, so "Round" and "Not round" must earn the same memberships:
     on the digits demo at its k they do in 1 of 3 seeds (docs/claims.md). This test measures

@@ -16,6 +16,8 @@ from stg_core.store import ArtifactStore
 from stg_core.tasks import build_labels
 from stg_core.training import train_run
 
+pytestmark = pytest.mark.slow  # trains the pairs and runs TAG and DMTG: minutes
+
 #: The run's epochs (``bench/planted.py``'s default for the pairs): about 30 s on two CPU cores.
 PAIRS_EPOCHS = 15
 

@@ -18,6 +18,8 @@ from stg_core.sweep import run_sweep
 from stg_core.training import train_run
 from tests.ray_support import killed_once, require_ray
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster and trains through it
+
 
 @pytest.fixture(scope="session")
 def ray_executor():

@@ -78,6 +78,7 @@ def test_stability_command_line_json(g2_sweep):
     assert got["seeds"] == SEEDS and len(got["runs"]) == 5
 
 
+@pytest.mark.slow
 def test_a_planted_sweep_keeps_duplicates_together_and_its_consensus_recovers_the_sets(tmp_path):
     store = ArtifactStore(tmp_path)
     # 400 images in batches of 32 for 3 epochs: enough for the planted split on every seed tried

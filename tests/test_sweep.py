@@ -60,6 +60,7 @@ def _sweep(store: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_resumes_after_its_driver_is_killed(tmp_path):
     store = ArtifactStore(tmp_path / "store")
     base = spec_from_preset("digits-g2", subset=300, test_subset=100, train=TrainConfig(epochs=3))
