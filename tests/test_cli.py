@@ -30,6 +30,7 @@ def cli(*args: str, store: Path, check: bool = True) -> subprocess.CompletedProc
     return proc
 
 
+@pytest.mark.slow  # command-line subprocesses
 def test_presets_and_datasets(tmp_path):
     out = cli("presets", "-v", store=tmp_path).stdout
     assert "cifar100-g3" in out and "digits-g2" in out and "Not round" in out
@@ -38,6 +39,7 @@ def test_presets_and_datasets(tmp_path):
     assert "cifar10" in out and "missing" in out and str(tmp_path) in out
 
 
+@pytest.mark.slow  # command-line subprocesses
 def test_train_reuse_runs_and_datamap(tmp_path):
     first = cli(*TRAIN, "--epochs", "2", store=tmp_path)
     run_id = first.stdout.strip().splitlines()[-1].removeprefix("run: ")
@@ -61,6 +63,7 @@ def test_train_reuse_runs_and_datamap(tmp_path):
     assert bad.returncode == 2 and "epoch 9 is not recorded" in bad.stderr
 
 
+@pytest.mark.slow  # command-line subprocesses
 def test_train_with_a_task_file_and_bad_inputs(tmp_path):
     tasks = tmp_path / "tasks.json"
     tasks.write_text(json.dumps([{"name": "small", "classes": ["0", "1", "2"]}, {"name": "seven", "classes": ["7"]}]))
@@ -87,6 +90,7 @@ def test_train_with_a_task_file_and_bad_inputs(tmp_path):
     assert sorted(ArtifactStore(tmp_path / "s").run_ids()) == sorted([run_id, narrow])  # failures stored nothing
 
 
+@pytest.mark.slow  # command-line subprocesses
 def test_a_user_npz_run_is_identified_by_the_file_content(tmp_path):
     """The run id of ``--dataset npz`` hashes the file's bytes, not its path: the same file
     reuses its run, another file at the same path trains a new one."""
@@ -211,6 +215,7 @@ def test_cluster_and_evaluate_commands(tmp_path):
     assert bad.returncode == 2 and "unknown method tag" in bad.stderr
 
 
+@pytest.mark.slow  # command-line subprocesses
 @pytest.mark.skipif(not dataset_status("fashion_mnist").available,
                     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; .ci/run does)")
 def test_cluster_reports_alignment_with_known_groups(tmp_path):

@@ -17,6 +17,7 @@ def g2_run(tmp_path_factory):
     return store, out.strip().splitlines()[-1].removeprefix("run: ")
 
 
+@pytest.mark.slow  # command-line subprocesses
 def test_group_json_prints_and_stores_the_declared_parameters(g2_run):
     store, run_id = g2_run
     out = json.loads(cli("group", run_id, "--method", "stg", "--k", "3", "--param", "fuzziness=3", "--param",

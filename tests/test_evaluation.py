@@ -108,6 +108,7 @@ def _worker(store: ArtifactStore, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+@pytest.mark.slow  # a worker process trains and evaluates
 def test_worker_runs_training_and_evaluation_jobs(tmp_path):
     store = ArtifactStore(tmp_path)
     spec = spec_from_preset("digits-g1", subset=200, test_subset=60, train=TrainConfig(epochs=2))

@@ -269,6 +269,7 @@ def test_grouping_runs_as_a_background_job(planted_run):
     assert jobs.submit(store, job) == "completed"  # reused, not recomputed
 
 
+@pytest.mark.slow  # several command-line subprocesses
 def test_group_command_json_has_the_shape_of_cluster_json(planted_run):
     import json
     import subprocess

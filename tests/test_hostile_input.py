@@ -21,8 +21,6 @@ from stg_core import data as data_module
 from stg_core.data import MAX_CLASSES, MAX_DATA_BYTES, load_dataset
 from tests.cifar_files import write_cifar10
 
-pytestmark = pytest.mark.slow  # one command-line subprocess per hostile input
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -175,6 +173,7 @@ def _task_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.slow  # a command-line subprocess
 @pytest.mark.parametrize("text, fields", [
     ('[{"name": "Round", "classes": null}]', ("'Round'", "'classes'")),
     ('[{"name": "Round", "positives": 5}]', ("'Round'", "'positives'")),
@@ -187,12 +186,14 @@ def test_row6_malformed_task_files_are_one_line_errors(tmp_path, text, fields):
     _assert_refused(proc, tmp_path / "store", *fields)
 
 
+@pytest.mark.slow  # a command-line subprocess
 @pytest.mark.parametrize("lr", ["inf", "1e30"])  # nan: test_row7_settings_out_of_range
 def test_row7_absurd_learning_rates_refused_up_front(tmp_path, lr):
     proc = _cli("--preset", "digits-g2", "--epochs", "1", "--lr", lr, store=tmp_path / "store")
     _assert_refused(proc, tmp_path / "store", "lr=")
 
 
+@pytest.mark.slow  # a command-line subprocess
 def test_row8_missing_npz_is_one_line(tmp_path):
     tasks = _task_file(tmp_path, '[{"name": "zero", "classes": ["0"]}]')
     proc = _cli("--dataset", "npz", "--data-root", str(tmp_path / "nonexistent.npz"), "--tasks-file", str(tasks),
@@ -200,11 +201,13 @@ def test_row8_missing_npz_is_one_line(tmp_path):
     _assert_refused(proc, tmp_path / "store", "--data-root", "nonexistent.npz")
 
 
+@pytest.mark.slow  # a command-line subprocess
 def test_row9_seed_beyond_64_bits_leaves_no_run(tmp_path):
     proc = _cli("--preset", "digits-g2", "--epochs", "1", "--seed", "1180591620717411303424", store=tmp_path / "store")
     _assert_refused(proc, tmp_path / "store", "seed=")
 
 
+@pytest.mark.slow  # a command-line subprocess
 @pytest.mark.parametrize("size, field", [(0, "'x'"), (1, "small_cnn")])
 def test_row9_images_too_small_leave_no_run(tmp_path, size, field):
     path = tmp_path / "tiny.npz"
@@ -231,6 +234,7 @@ def test_row11_wrong_types_name_task_and_field(task, field):
         tasks_from_text(json.dumps([task]))
 
 
+@pytest.mark.slow  # a command-line subprocess
 def test_row11_cli_names_task_and_field(tmp_path):
     tasks = _task_file(tmp_path, '[{"name": "Noise", "kind": "random", "seed": -3}]')
     proc = _cli("--dataset", "digits", "--tasks-file", str(tasks), store=tmp_path / "store")

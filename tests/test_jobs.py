@@ -43,6 +43,7 @@ def test_same_job_submitted_twice_at_once_starts_one_worker(tmp_path):
     assert pid > 0 and jobs.submit(store, job) == "completed"  # a finished job is reused
 
 
+@pytest.mark.slow  # two worker processes, one after the other
 def test_queue_runs_jobs_one_after_the_other_and_evaluations_too(tmp_path):
     store = ArtifactStore(tmp_path)
     a, b = jobs.Job(store.save_spec(_spec(seed=1))), jobs.Job(store.save_spec(_spec(seed=2)))
