@@ -127,7 +127,7 @@ def training_curves(metrics: Sequence[dict]) -> go.Figure:
         fig.add_trace(go.Scatter(x=epochs, y=[float(np.mean(r[split]["f1"])) if split in r else None for r in metrics],
                                  name=f"{split} F1", mode="lines+markers", line={"dash": dash}), row=1, col=2)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(height=320, margin=_margins(l=50, r=_label_px(["train loss"]) + 60, t=40, b=70))
     return fig
 
 
@@ -223,7 +223,10 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
                            yanchor="top" if name != "hard-to-learn" else "bottom")
     step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(
-        title=title, height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        # bottom: the play buttons and the epoch slider; right: the legend or the colour bar
+        title=title, height=460,
+        margin=_margins(l=80, t=40, b=125,
+                        r=_label_px([color_title, *(groups if categorical else [])]) + 60 if categorical else 110),
         xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
         legend={"title": color_title} if categorical else None,
         updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
