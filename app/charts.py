@@ -56,7 +56,7 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
                       hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")
     row_height = 22 if n <= 40 else 14  # 100 tasks: 1,400 px, names still legible at 10 px
     # left: the task names; right: the colour bar; bottom: "cluster j", turned when many
-    margin = _margins(l=_label_px(rows, 12 if n <= 40 else 10) + 16, r=116, b=48 if k <= 8 else 90)
+    margin = _margins(l=_label_px(rows, 12 if n <= 40 else 10) + 16, r=122, b=48 if k <= 8 else 90)
     if bands is not None:
         margin["b"] = max(margin["b"], int(0.87 * _label_px([band_title])) + 20)  # its label at -60°
     layout = {"height": max(300, row_height * n + 120), "margin": margin}
@@ -222,11 +222,9 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
                            bgcolor="rgba(255,255,255,0.7)",
                            yanchor="top" if name != "hard-to-learn" else "bottom")
     step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
+    right = _label_px([color_title, *groups]) + 60 if categorical else 120  # the legend, or the colour bar
     fig.update_layout(
-        # bottom: the play buttons and the epoch slider; right: the legend or the colour bar
-        title=title, height=460,
-        margin=_margins(l=80, t=40, b=125,
-                        r=_label_px([color_title, *(groups if categorical else [])]) + 60 if categorical else 110),
+        title=title, height=460, margin=_margins(l=80, r=right, t=40, b=125),  # bottom: play buttons, epoch slider
         xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
         legend={"title": color_title} if categorical else None,
         updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
