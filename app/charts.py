@@ -8,6 +8,21 @@ import numpy as np
 import plotly.graph_objects as go
 
 
+def _label_px(labels: Sequence, size: float = 12) -> int:
+    """Rough width in px of the longest of ``labels`` at font ``size`` (0.6 em a character)."""
+    return int(0.6 * size * max((len(str(s)) for s in labels), default=0))
+
+
+def _margins(**px: int) -> dict:
+    """``layout.margin`` wide enough for what the figure puts there (tick labels, axis titles,
+    colour bar, legend), from rough text widths.
+
+    Plotly's automatic margins (on by default) still widen a margin that is too narrow, but
+    each widening redraws the whole figure: with 10 px margins every figure was drawn twice,
+    which measured as half of its drawing time in the browser (a re-clustering redraws four)."""
+    return {"l": 10, "r": 10, "t": 30, "b": 10, **px}
+
+
 def cluster_order(memberships: np.ndarray) -> np.ndarray:
     """Task order for display: by cluster (argmax), then by decreasing membership in it."""
     labels = memberships.argmax(1)
@@ -40,7 +55,11 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
                       colorscale="Blues", colorbar={"title": "membership"},
                       hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")
     row_height = 22 if n <= 40 else 14  # 100 tasks: 1,400 px, names still legible at 10 px
-    layout = {"height": max(300, row_height * n + 120), "margin": {"l": 10, "r": 10, "t": 30, "b": 10}}
+    # left: the task names; right: the colour bar; bottom: "cluster j", turned when many
+    margin = _margins(l=_label_px(rows, 12 if n <= 40 else 10) + 16, r=122, b=48 if k <= 8 else 90)
+    if bands is not None:
+        margin["b"] = max(margin["b"], int(0.87 * _label_px([band_title])) + 20)  # its label at -60°
+    layout = {"height": max(300, row_height * n + 120), "margin": margin}
     if bands is None:
         fig = go.Figure(heat)
         fig.update_layout(**layout, yaxis={"type": "category", "autorange": "reversed"})  # names like "3" stay labels
@@ -62,7 +81,7 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
     if n > 40:
         fig.update_yaxes(tickfont={"size": 10})
     if title is not None:
-        fig.update_layout(title=title, margin={"t": 40})
+        fig.update_layout(title=title, margin={"t": 40})  # update_layout merges: the other sides stay
     return fig
 
 
@@ -78,7 +97,8 @@ def contingency_heatmap(table: np.ndarray, groups: Sequence[str], clusters: Sequ
     if matched:
         fig.add_shape(type="line", x0=-0.5, y0=-0.5, x1=matched - 0.5, y1=matched - 0.5,
                       line={"color": "rgba(214,39,40,0.5)", "width": 1, "dash": "dot"})
-    fig.update_layout(height=max(300, 24 * len(groups) + 150), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_layout(height=max(300, 24 * len(groups) + 150),
+                      margin=_margins(l=_label_px(groups) + 16, r=90, t=40, b=int(0.71 * _label_px(x)) + 30),
                       title="Known groups × clusters (matched pairs on the diagonal)",
                       xaxis={"type": "category", "tickangle": -45}, yaxis={"type": "category", "autorange": "reversed"})
     return fig
@@ -107,7 +127,7 @@ def training_curves(metrics: Sequence[dict]) -> go.Figure:
         fig.add_trace(go.Scatter(x=epochs, y=[float(np.mean(r[split]["f1"])) if split in r else None for r in metrics],
                                  name=f"{split} F1", mode="lines+markers", line={"dash": dash}), row=1, col=2)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig.update_layout(height=320, margin=_margins(l=50, r=_label_px(["train loss"]) + 60, t=40, b=70))
     return fig
 
 
@@ -202,8 +222,9 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
                            bgcolor="rgba(255,255,255,0.7)",
                            yanchor="top" if name != "hard-to-learn" else "bottom")
     step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
+    right = _label_px([color_title, *groups]) + 60 if categorical else 120  # the legend, or the colour bar
     fig.update_layout(
-        title=title, height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title=title, height=460, margin=_margins(l=80, r=right, t=40, b=125),  # bottom: play buttons, epoch slider
         xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
         legend={"title": color_title} if categorical else None,
         updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
@@ -293,7 +314,9 @@ def group_membership_bars(memberships: np.ndarray, task_names: Sequence[str], gr
     fig = go.Figure([go.Bar(name=f"cluster {j}", x=x, y=w[rows, j], marker_color=cluster_color(j),
                             hovertemplate="%{x}<br>" + f"cluster {j}" + ": %{y:.3f}<extra></extra>")
                      for j in range(w.shape[1])])
-    fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    fig.update_layout(barmode="group", height=340,
+                      margin=_margins(l=80, r=_label_px([f"cluster {w.shape[1] - 1}"]) + 60, t=40,
+                                      b=58 if len(x) * (_label_px(x) + 10) < 500 else _label_px(x) + 30),
                       title=f"Memberships of the tasks of the known group “{group}”",
                       yaxis={"title": "membership", "range": [0, 1]},
                       xaxis={"type": "category"}, legend={"title": "cluster"})  # names like "3" stay labels
@@ -356,7 +379,8 @@ def task_map(reduced: np.ndarray, task_names: Sequence[str], memberships: np.nda
             marker={"symbol": "x-thin", "size": 14,
                     "line": {"width": 2, "color": [cluster_color(j) for j in range(len(c))]}},
             hovertemplate="centroid of %{text}<extra></extra>"))
-    fig.update_layout(height=460, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title="Tasks by cluster",
+    legend = [f"cluster {j} ({n})" for j in range(k)] + (["centroids"] if centers is not None else [])
+    fig.update_layout(height=460, margin=_margins(l=85, r=_label_px(legend) + 60, t=40, b=70), title="Tasks by cluster",
                       xaxis={"title": f"principal axis 1 ({share[0]:.0%} of the variance)", "zeroline": False},
                       yaxis={"title": f"principal axis 2 ({share[1]:.0%} of the variance)", "zeroline": False},
                       legend={"title": "cluster (tasks)"})

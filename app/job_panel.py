@@ -66,4 +66,7 @@ def worker_log(path: Path, *, label: str = "Worker log", lines: int = 200, place
     if text is None and placeholder is None:
         return
     with st.expander(label):
-        st.code(text if text is not None else placeholder, language=None)
+        if text is None:  # plain text: a code block would load the browser's syntax highlighter (~0.5 s) for nothing
+            st.caption(placeholder)
+        else:
+            st.code(text, language=None)

@@ -5,6 +5,7 @@ opened in headless Chromium.
 
     python bench/scale.py            # 100 tasks x 50,000 samples x 50 epochs (~10 min on 2 cores, most of it writing the run)
     python bench/scale.py --quick    # 100 tasks x 5,000 samples x 5 epochs, 5 changes each (~2 min)
+    python bench/scale.py --store DIR  # keep the run in DIR and reuse it next time (same sizes): ~2 min
 
 The run is written by ``stg_core.synthetic.write_synthetic_run``: synthetic p_true with the 20
 superclasses planted, through the same recorder and store code as training (p_true and Gram
@@ -133,11 +134,29 @@ def slider_changes(browser, url: str, label: str, n: int) -> list[float]:
     return times[1:]
 
 
+def reusable_run(store: ArtifactStore, n_samples: int, n_epochs: int) -> str | None:
+    """A finished synthetic cifar100-g3 run in ``store`` with ``n_samples`` samples and
+    ``n_epochs`` recorded epochs, or None."""
+    for run in store.list_runs():
+        try:
+            spec = store.load_spec(run["id"])
+            if (spec.dataset.startswith("cifar100") and len(spec.task_names) == 100
+                    and store.read_status(run["id"]).get("state") == "completed"
+                    and store.recorded_epochs(run["id"]) == list(range(1, n_epochs + 1))
+                    and len(store.read_array(run["id"], "samples/classes")) == n_samples):
+                return run["id"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5,000 samples, 5 epochs, 5 changes of k and F")
     parser.add_argument("--samples", type=int, help="training samples N (default 50,000; --quick 5,000)")
     parser.add_argument("--epochs", type=int, help="recorded epochs (default 50; --quick 5)")
+    parser.add_argument("--store", type=Path, help="store folder kept between runs: a synthetic run of the same "
+                                                   "sizes found there is reused instead of written again")
     args = parser.parse_args()
     n_samples = args.samples or (5_000 if args.quick else 50_000)
     n_epochs = args.epochs or (5 if args.quick else 50)
@@ -149,11 +168,14 @@ def main() -> None:
     print(f"streamlit {streamlit.__version__}; run: cifar100-g3, 100 tasks x {n_samples:,} samples x {n_epochs} "
           f"epochs (synthetic p_true, 20 superclasses planted)")
     with tempfile.TemporaryDirectory(prefix="stg_scale_") as tmp:
-        store = ArtifactStore(Path(tmp) / "store")
+        store = ArtifactStore(args.store or Path(tmp) / "store")
+        run_id = reusable_run(store, n_samples, n_epochs) if args.store else None
         t = time.perf_counter()
-        run_id = write_synthetic_run(store, "cifar100-g3", n_samples=n_samples, n_epochs=n_epochs)
+        if run_id is None:
+            run_id = write_synthetic_run(store, "cifar100-g3", n_samples=n_samples, n_epochs=n_epochs)
         size = sum(p.stat().st_size for p in store.run_dir(run_id).rglob("*") if p.is_file())
-        print(f"run {run_id} written in {time.perf_counter() - t:.0f} s ({size / 2**20:,.0f} MiB)")
+        print(f"run {run_id} {'written' if time.perf_counter() - t > 1 else 'reused'} in "
+              f"{time.perf_counter() - t:.0f} s ({size / 2**20:,.0f} MiB)")
         clustering = f"/clustering?run={run_id}"
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
