@@ -44,9 +44,10 @@ def test_docs_links_point_to_files_that_exist():
 
 def test_readme_benchmark_rows_are_copies_of_the_docs():
     """Each figure lives in one file: a row of the README's headline tables must be, verbatim, a
-    row of docs/benchmarks.md or of the docs page its paragraph links."""
+    row of docs/benchmarks.md, of the docs page its paragraph links, or of bench/README.md."""
     section = _readme().split("## Benchmarks", 1)[1]
-    docs = "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md")).splitlines()
+    pages = [*(ROOT / "docs").glob("*.md"), ROOT / "bench" / "README.md"]
+    docs = "\n".join(p.read_text() for p in pages).splitlines()
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("|---")]
     figures = [row for row in rows if re.search(r"\d", row)]
     assert len(figures) >= 10, "the README shows a headline table per benchmark"
