@@ -212,12 +212,13 @@ def job_panel(entries: list[tuple[str, str, jobs.Job]], what: str) -> None:
 
 
 # ---- the chosen methods' groupings ------------------------------------------------------------
-saved = {m: ids[m] for m in specs if (store.run_dir(run_id) / "groupings" / ids[m] / "spec.json").exists()}
 try:
     everything = list_groupings(store, run_id)
 except (ValueError, KeyError, TypeError, OSError) as exc:  # a damaged or foreign spec.json
     st.error(f"The run's list of groupings cannot be read: {exc}")
     everything = []
+listed = {gid for gid, _ in everything}
+saved = {m: ids[m] for m in specs if ids[m] in listed}
 if everything:
     with st.expander(f"All groupings of this run ({len(everything)})"):
         st.dataframe(pd.DataFrame([{
