@@ -445,16 +445,21 @@ def agreement_heatmap(ari: np.ndarray, methods: Sequence[str]) -> go.Figure:
     """Pairwise agreement ``(m, m)`` (adjusted Rand index) between the groupings of ``methods``,
     values written in the cells. ARI is 1 for identical groupings and about 0 for unrelated ones
     (it can be negative)."""
+    return _ari_heatmap(ari, [grouping_label(m) for m in methods], "methods", "Agreement between methods (ARI)",
+                        row_px=50)
+
+
+def _ari_heatmap(ari: np.ndarray, labels: list[str], of: str, title: str, row_px: int) -> go.Figure:
+    """The ``(m, m)`` ARI matrix between m groupings named ``labels`` (of ``of``: methods, seeds)."""
     a = np.asarray(ari, dtype=np.float64)
-    labels = [grouping_label(m) for m in methods]
     if a.shape != (len(labels), len(labels)):
-        raise ValueError(f"agreement matrix of shape {a.shape} does not match {len(labels)} methods")
+        raise ValueError(f"ARI matrix of shape {a.shape} does not match {len(labels)} {of}")
     fig = go.Figure(go.Heatmap(
         z=a, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu", colorbar={"title": "ARI"},
         text=[[f"{v:.2f}" for v in row] for row in a], texttemplate="%{text}",
         hovertemplate="%{y} vs %{x}: ARI %{z:.3f}<extra></extra>"))
-    fig.update_layout(height=max(260, 50 * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title="Agreement between methods (ARI)",
+    fig.update_layout(height=max(260, row_px * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title=title,
                       xaxis={"type": "category"}, yaxis={"type": "category", "autorange": "reversed"})
     return fig
 
@@ -520,14 +525,5 @@ def task_stability_bars(stability: np.ndarray, task_names: Sequence[str], consen
 
 def seed_agreement_heatmap(ari: np.ndarray, seeds: Sequence[int]) -> go.Figure:
     """Pairwise ARI ``(R, R)`` between the groupings of R seeds."""
-    a = np.asarray(ari, dtype=np.float64)
-    labels = [f"seed {s}" for s in seeds]
-    if a.shape != (len(labels), len(labels)):
-        raise ValueError(f"ARI matrix of shape {a.shape} does not match {len(labels)} seeds")
-    fig = go.Figure(go.Heatmap(z=a, x=labels, y=labels, zmin=-1, zmax=1, colorscale="RdBu", colorbar={"title": "ARI"},
-                               text=[[f"{v:.2f}" for v in row] for row in a], texttemplate="%{text}",
-                               hovertemplate="%{y} vs %{x}: ARI %{z:.3f}<extra></extra>"))
-    fig.update_layout(height=max(260, 40 * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title="Agreement between seeds' groupings (ARI)",
-                      xaxis={"type": "category"}, yaxis={"type": "category", "autorange": "reversed"})
-    return fig
+    return _ari_heatmap(ari, [f"seed {s}" for s in seeds], "seeds", "Agreement between seeds' groupings (ARI)",
+                        row_px=40)

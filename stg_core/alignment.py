@@ -167,7 +167,7 @@ def match_clusters(memberships: np.ndarray, reference: np.ndarray) -> np.ndarray
     return w[:, columns]
 
 
-def pairwise_ari(labels: dict[str, Sequence[int]]) -> np.ndarray:
+def pairwise_ari(labels: Mapping[Any, Sequence[int]]) -> np.ndarray:
     """Adjusted Rand index between every two groupings ``(m, m)``, in the order of ``labels``
     (method -> cluster label of each task); 1 on the diagonal."""
     from sklearn.metrics import adjusted_rand_score

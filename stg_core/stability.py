@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering
-from sklearn.metrics import adjusted_rand_score
 
+from stg_core import alignment
 from stg_core.claims import HOLDS, NOT_APPLICABLE, GroupingSettings, run_claims
 from stg_core.clustering import cluster_tasks, load_reduced_task_vectors, recorded_selection
 from stg_core.store import ArtifactStore
@@ -71,13 +71,7 @@ def task_stability(co: np.ndarray) -> np.ndarray:
 
 def pairwise_ari(labels: np.ndarray) -> np.ndarray:
     """``(R, R)`` adjusted Rand index between every two of R groupings ``(R, n_tasks)``."""
-    labels = np.asarray(labels)
-    r = len(labels)
-    out = np.ones((r, r))
-    for a in range(r):
-        for b in range(a + 1, r):
-            out[a, b] = out[b, a] = adjusted_rand_score(labels[a], labels[b])
-    return out
+    return alignment.pairwise_ari(dict(enumerate(np.asarray(labels))))
 
 
 @dataclass(frozen=True)
