@@ -223,7 +223,7 @@ def run_problems_or_stop(s: ArtifactStore, run_id: str) -> None:
 def statistics_or_stop(s: ArtifactStore, run_id: str) -> None:
     """Compute the Gram statistics of a run recorded before they existed (once, with a progress
     bar) so that the Clustering page never reads p_true."""
-    from stg_core.clustering import has_statistics
+    from stg_core.run_vectors import has_statistics
     from stg_core.recording import record_statistics
 
     if has_statistics(s, run_id):

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 import torch  # noqa: E402
 
-from stg_core.clustering import REPRESENTATIONS, TaskClusterer, alignment_scores, load_task_vectors, task_groups  # noqa: E402
+from stg_core.clustering import REPRESENTATIONS, TaskClusterer, alignment_scores, task_groups  # noqa: E402
+from stg_core.run_vectors import load_task_vectors  # noqa: E402
 from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.data import dataset_status  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402

@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from stg_core.claims import THRESHOLDS, complement_pairs  # noqa: E402
-from stg_core.clustering import cluster_tasks, load_reduced_task_vectors  # noqa: E402
+from stg_core.clustering import cluster_tasks  # noqa: E402
+from stg_core.run_vectors import load_reduced_task_vectors  # noqa: E402
 from stg_core.demo import DEMOS  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import train_run  # noqa: E402

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from stg_core.claims import check_claims  # noqa: E402
-from stg_core.clustering import cluster_tasks, load_reduced_task_vectors  # noqa: E402
+from stg_core.clustering import cluster_tasks  # noqa: E402
+from stg_core.run_vectors import load_reduced_task_vectors  # noqa: E402
 from stg_core.demo import available_demos  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.training import train_run  # noqa: E402

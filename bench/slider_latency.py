@@ -190,7 +190,8 @@ def bench_page(store_root: Path, k_values: list[int], f_values: list[float]) -> 
 
 def bench_compute(store: ArtifactStore, run_id: str, k_values: list[int], f_values: list[float]) -> None:
     from app.charts import group_membership_bars, membership_heatmap, task_map
-    from stg_core.clustering import alignment_scores, cluster_tasks, load_reduced_task_vectors, task_groups
+    from stg_core.clustering import alignment_scores, cluster_tasks, task_groups
+    from stg_core.run_vectors import load_reduced_task_vectors
 
     spec = store.load_spec(run_id)
     names = list(spec.task_names)

@@ -14,7 +14,8 @@ from app.state import (active_run, epochs_from_url, epochs_to_url, glossary, run
                        statistics_or_stop, to_url, url_default)
 from stg_core.alignment import alignment_scores, contingency, run_task_groups
 from stg_core.claims import GroupingSettings, run_claims, run_super_groups_claim
-from stg_core.clustering import REPRESENTATIONS, cluster_tasks, load_reduced_task_vectors
+from stg_core.clustering import REPRESENTATIONS, cluster_tasks
+from stg_core.run_vectors import load_reduced_task_vectors
 from stg_core.store import ArtifactStore
 
 st.title("Clustering")

@@ -10,7 +10,8 @@ from app.claims_panel import claims_panel
 from app.state import (PAGE_FILES, active_run, flash, glossary, run_problems_or_stop, show_flash, start_demo,
                        statistics_or_stop)
 from stg_core.claims import GroupingSettings, run_claims
-from stg_core.clustering import cluster_tasks, fuzzy_memberships, load_reduced_task_vectors
+from stg_core.clustering import cluster_tasks, fuzzy_memberships
+from stg_core.run_vectors import load_reduced_task_vectors
 from stg_core.demo import DEMOS, available_demos
 from stg_core.store import ArtifactStore
 

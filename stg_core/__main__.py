@@ -205,7 +205,8 @@ def _parse_epochs(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from stg_core.clustering import TaskClusterer, load_task_vectors
+    from stg_core.clustering import TaskClusterer
+    from stg_core.run_vectors import load_task_vectors
 
     store = _store(args)
     run_id = store.resolve(args.run)

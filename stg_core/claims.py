@@ -176,7 +176,7 @@ def check_super_groups(reduced: np.ndarray, task_names: Sequence[str], tasks: Se
                        random_state: int = 0, n_features: int | None = None,
                        grouping: GroupingSettings | None = None) -> Claim:
     """Clusters the tasks at k = the number of known groups (``reduced``: the run's reduced
-    task vectors ``(n_tasks, r)``, see :func:`~stg_core.clustering.load_reduced_task_vectors`)
+    task vectors ``(n_tasks, r)``, see :func:`~stg_core.run_vectors.load_reduced_task_vectors`)
     and compares the one-vs-rest class tasks' clusters with their groups."""
     title, source = "Class tasks cluster along the known super-groups", "Section 4.3, Figures 4b–d, 5, 8–11"
     groups = task_groups(task_names, tasks, super_groups) if super_groups else {}
@@ -280,7 +280,7 @@ def run_claims(store: "ArtifactStore", run_id: str, grouping: GroupingSettings, 
                reduced: np.ndarray, n_features: int, super_groups_claim: Claim | None = None) -> list[Claim]:
     """Every claim on a stored run for the grouping on display (``memberships`` ``(n_tasks, k)``
     with the settings ``grouping``; ``reduced`` ``(n_tasks, r)`` and ``n_features`` from
-    :func:`~stg_core.clustering.load_reduced_task_vectors` with the same settings). The F1
+    :func:`~stg_core.run_vectors.load_reduced_task_vectors` with the same settings). The F1
     claim uses the newest finished evaluation of exactly this grouping, if any."""
     spec = store.load_spec(run_id)
     info = store.read_dataset_info(run_id)

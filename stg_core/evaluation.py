@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from stg_core import config
-from stg_core.clustering import TaskClusterer, load_task_vectors
+from stg_core.clustering import TaskClusterer
+from stg_core.run_vectors import load_task_vectors
 from stg_core.config import ExperimentSpec
 from stg_core.executors import Executor, LocalExecutor
 from stg_core.store import ArtifactStore, job_running, read_json, update_status_file, write_json

@@ -23,7 +23,7 @@ representation, from which any representation and any selection of epochs is a s
 
 The statistics are computed from p_true as stored (rounded to float16) with float64 sums, the
 same arithmetic as :func:`stg_core.datamaps.data_maps_at`, so they describe exactly the vectors
-that :func:`stg_core.clustering.load_task_vectors` builds.
+that :func:`stg_core.run_vectors.load_task_vectors` builds.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ from sklearn.cluster import AgglomerativeClustering
 
 from stg_core import alignment
 from stg_core.claims import HOLDS, NOT_APPLICABLE, GroupingSettings, run_claims
-from stg_core.clustering import cluster_tasks, load_reduced_task_vectors, recorded_selection
+from stg_core.clustering import cluster_tasks
+from stg_core.run_vectors import load_reduced_task_vectors, recorded_selection
 from stg_core.store import ArtifactStore
 from stg_core.sweep import read_sweep
 

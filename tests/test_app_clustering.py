@@ -210,7 +210,8 @@ def test_claims_panel_follows_the_grouping(store, monkeypatch):
     assert list(claims["paper"].str.startswith("Section")) == [True] * 4
     verdicts = dict(zip(claims["claim"], claims["verdict"]))
     from stg_core.claims import GroupingSettings, check_complements
-    from stg_core.clustering import cluster_tasks, load_reduced_task_vectors
+    from stg_core.clustering import cluster_tasks
+    from stg_core.run_vectors import load_reduced_task_vectors
 
     run_id = store.run_ids()[0]
     spec = store.load_spec(run_id)

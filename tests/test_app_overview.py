@@ -70,7 +70,8 @@ def g2_run(tmp_path_factory):
 def test_claims_panel_shows_verdicts_on_a_finished_run(g2_run, monkeypatch):
     """The panel shows the engine's verdicts on the grouping it names (k = 3, F = 2, raw, every epoch)."""
     from stg_core.claims import GroupingSettings, run_claims
-    from stg_core.clustering import cluster_tasks, load_reduced_task_vectors
+    from stg_core.clustering import cluster_tasks
+    from stg_core.run_vectors import load_reduced_task_vectors
 
     store, run_id = g2_run
     at = _overview(store.root, monkeypatch)

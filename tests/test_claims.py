@@ -5,7 +5,8 @@ import pytest
 
 from stg_core import claims
 from stg_core.claims import FAILS, HOLDS, NOT_APPLICABLE, check_claims
-from stg_core.clustering import cluster_tasks, load_reduced_task_vectors
+from stg_core.clustering import cluster_tasks
+from stg_core.run_vectors import load_reduced_task_vectors
 from stg_core.tasks import Task, get_preset
 
 CLASSES = tuple(str(d) for d in range(10))

@@ -8,6 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 import stg_core.alignment as alignment
 import stg_core.clustering as clustering
+import stg_core.run_vectors as run_vectors
 from stg_core.clustering import (
     canonical_order,
     REPRESENTATIONS,
@@ -17,11 +18,11 @@ from stg_core.clustering import (
     cluster_tasks,
     fuzzy_memberships,
     group_membership_table,
-    load_task_vectors,
     reduce_task_vectors,
     task_groups,
     task_vectors,
 )
+from stg_core.run_vectors import load_task_vectors
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.datamaps import DataMap, data_maps_at
 from stg_core.store import ArtifactStore
@@ -440,7 +441,7 @@ def test_recorded_statistics_give_the_clustering_of_the_raw_vectors(recorded, re
         x = load_task_vectors(store, run_id, epochs, representation)
         with monkeypatch.context() as m:
             m.setattr(store, "load_p_true", lambda *a: pytest.fail("the statistics path read p_true"))
-            reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, epochs, representation)
+            reduced, n_features = run_vectors.load_reduced_task_vectors(store, run_id, epochs, representation)
         assert n_features == x.shape[1]
         np.testing.assert_allclose(pdist(reduced), pdist(x.astype(np.float64)), rtol=1e-6, atol=1e-9)
         for k in (2, 3, 4, 6):
@@ -456,7 +457,7 @@ def test_recorded_statistics_give_the_clustering_of_the_raw_vectors(recorded, re
 def test_standard_scaling_of_raw_vectors_is_the_standardized_representation(recorded):
     store, run_id, spec = recorded
     x = load_task_vectors(store, run_id, [1, 3])
-    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3], scaling="standard")
+    reduced, n_features = run_vectors.load_reduced_task_vectors(store, run_id, [1, 3], scaling="standard")
     for k in (2, 3, 4):
         np.testing.assert_array_equal(cluster_tasks(reduced, k, n_features=n_features).labels,
                                       TaskClusterer(k, scaling="standard").fit(x).labels_)
@@ -469,11 +470,11 @@ def test_without_statistics_the_reduction_is_computed_once_and_cached(recorded, 
     calls = []
     real = clustering.reduce_task_vectors
     monkeypatch.setattr(clustering, "reduce_task_vectors", lambda x, **kw: calls.append(kw) or real(x, **kw))
-    assert not clustering.has_statistics(store, run_id, [1, 3], "pattern", "standard")
-    reduced, n_features = clustering.load_reduced_task_vectors(store, run_id, [1, 3], "pattern", "standard")
-    again, _ = clustering.load_reduced_task_vectors(store, run_id, [3, 1], "pattern", "standard")
+    assert not run_vectors.has_statistics(store, run_id, [1, 3], "pattern", "standard")
+    reduced, n_features = run_vectors.load_reduced_task_vectors(store, run_id, [1, 3], "pattern", "standard")
+    again, _ = run_vectors.load_reduced_task_vectors(store, run_id, [3, 1], "pattern", "standard")
     assert len(calls) == 1 and np.array_equal(reduced, again) and n_features == 2 * 400 * 2
-    clustering.load_reduced_task_vectors(store, run_id, [1, 3], representation="pattern")  # statistics: no call
+    run_vectors.load_reduced_task_vectors(store, run_id, [1, 3], representation="pattern")  # statistics: no call
     assert len(calls) == 1
     x = load_task_vectors(store, run_id, [1, 3], "pattern")
     direct = TaskClusterer(3, scaling="standard").fit(x)
@@ -481,7 +482,7 @@ def test_without_statistics_the_reduction_is_computed_once_and_cached(recorded, 
     np.testing.assert_array_equal(fast.labels, direct.labels_)
     np.testing.assert_allclose(fast.memberships, direct.memberships_, rtol=1e-9)
     with pytest.raises(ValueError, match="unknown scaling"):
-        clustering.load_reduced_task_vectors(store, run_id, [1], scaling="minmax")
+        run_vectors.load_reduced_task_vectors(store, run_id, [1], scaling="minmax")
 
 
 def test_statistics_of_an_old_run_are_computed_once_from_p_true(recorded, tmp_path):
@@ -496,7 +497,7 @@ def test_statistics_of_an_old_run_are_computed_once_from_p_true(recorded, tmp_pa
     for path in old.run_dir(run_id).glob("datamaps/*"):
         if not path.name.startswith("epoch_"):
             path.unlink()
-    assert old.statistics_epochs(run_id) == [] and not clustering.has_statistics(old, run_id)
+    assert old.statistics_epochs(run_id) == [] and not run_vectors.has_statistics(old, run_id)
     seen = []
     assert record_statistics(old, run_id, progress=lambda done, total: seen.append((done, total))) == [1, 2, 3]
     assert seen == [(1, 3), (2, 3), (3, 3)]

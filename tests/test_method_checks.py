@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from stg_core.clustering import TaskClusterer, load_task_vectors
+from stg_core.clustering import TaskClusterer
+from stg_core.run_vectors import load_task_vectors
 from stg_core.config import ExperimentSpec, TrainConfig, spec_from_preset
 from stg_core.demo import DEMOS
 from stg_core.store import ArtifactStore

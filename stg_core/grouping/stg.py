@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stg_core.clustering import REPRESENTATIONS, SCALINGS, TaskClusterer, load_task_vectors
+from stg_core.clustering import REPRESENTATIONS, SCALINGS, TaskClusterer
+from stg_core.run_vectors import load_task_vectors
 from stg_core.grouping.base import GroupingCost, GroupingResult, MethodParams, ProgressFn, RunContext, Timer
 from stg_core.validation import check_choice, check_fuzziness, is_integer
 
