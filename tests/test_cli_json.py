@@ -33,6 +33,7 @@ def test_group_json_prints_and_stores_the_declared_parameters(g2_run):
     assert out["memberships"] == clustered["memberships"] and out["labels"] == clustered["labels"]
 
 
+@pytest.mark.slow  # a command-line subprocess per case
 @pytest.mark.parametrize("method, param, message", [
     ("tag", "nope=1", "unknown parameter 'nope' for method 'tag'; parameters: affinity_every,"),
     ("stg", "fuzziness=1", "fuzziness F=1 must be a finite number greater than 1"),

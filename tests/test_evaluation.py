@@ -129,6 +129,7 @@ def test_worker_runs_training_and_evaluation_jobs(tmp_path):
     assert status["state"] == "completed"
 
 
+@pytest.mark.slow  # a worker process, stopped and resumed
 def test_worker_stops_on_sigterm_and_the_run_resumes(tmp_path):
     store = ArtifactStore(tmp_path)
     spec = spec_from_preset("digits-g1", subset=300, test_subset=60, train=TrainConfig(epochs=30))

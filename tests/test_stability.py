@@ -67,6 +67,7 @@ def test_co_association_of_a_digits_g2_sweep(g2_sweep):
     assert keys == ["complements", "random_isolated", "super_groups", "f1"]
 
 
+@pytest.mark.slow  # a command-line subprocess
 def test_stability_command_line_json(g2_sweep):
     store, record = g2_sweep
     out = subprocess.run([sys.executable, "-m", "stg_core", "stability", record["id"][:6], "--k", "3", "--json",

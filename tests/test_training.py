@@ -252,6 +252,7 @@ def test_precision_setting_and_its_auto_rule(tmp_path, monkeypatch):
     assert len(set(store.run_ids())) == 3  # the precision is part of the run id
 
 
+@pytest.mark.slow  # trains twice to compare precisions
 def test_bf16_autocast_learns_like_fp32(tmp_path):
     """Mixed precision changes rounding, not what is learned: same test F1 (to 0.05) and
     closely correlated data maps as the fp32 run."""

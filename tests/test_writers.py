@@ -106,12 +106,14 @@ def test_the_app_neither_interrupts_nor_doubles_a_live_command_line_run(tmp_path
 # ---- row 2: the command line meets a worker ----------------------------------------------------
 def test_the_command_line_refuses_a_run_a_worker_is_training(tmp_path):
     store = ArtifactStore(tmp_path)
-    job = jobs.Job(store.save_spec(_spec(30)))
+    # Epochs enough that the worker is still training when the command line has been refused
+    # (it is cancelled at the end): the command line loads its data before it asks for the lock.
+    job = jobs.Job(store.save_spec(_spec(2000)))
     assert jobs.submit(store, job) == "running"
     try:
         _wait_for(lambda: _epochs_done(store, job.run_id) >= 1, "the worker's first epoch")
         worker = jobs.read_status(store, job)["pid"]
-        proc = _train_cli(tmp_path, 30)
+        proc = _train_cli(tmp_path, 2000)
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 2, err
         assert f"error: run {job.run_id} is being trained by process {worker}" in err
@@ -132,6 +134,7 @@ def test_a_second_library_trainer_is_refused_while_the_lock_is_held(tmp_path):
     assert not store.exists(run_id)  # nothing written by the refused trainer
 
 
+@pytest.mark.slow  # a command-line subprocess, killed
 # ---- row 10: kill -9 of a command-line trainer, and a kill between status and index ------------
 def test_a_sigkilled_command_line_run_is_interrupted_everywhere(tmp_path):
     store = ArtifactStore(tmp_path)
