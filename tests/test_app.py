@@ -243,7 +243,7 @@ def test_training_page_shows_a_failed_runs_error_and_resumes(trained, monkeypatc
 
 
 def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
-    from app.charts import datamap_animation, datamap_density, subsample
+    from app.charts import datamap_animation, subsample
 
     rng = np.random.default_rng(0)
     conf, var = rng.random((3, 50)), rng.random((3, 50)) / 2
