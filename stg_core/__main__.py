@@ -260,7 +260,7 @@ def _parse_params(items: list[str]) -> dict:
 
 
 def cmd_group(args: argparse.Namespace) -> int:
-    from stg_core.grouping import GROUPING_METHODS, GroupingSpec, params_class, run_grouping, run_groupings
+    from stg_core.grouping import GROUPING_METHODS, GroupingSpec, params_class, run_groupings
 
     store = _store(args)
     run_id = store.resolve(args.run)
@@ -278,14 +278,11 @@ def cmd_group(args: argparse.Namespace) -> int:
             print(f"\r[{step}/{n_steps}] {message:40s}", end="\n" if step == n_steps else "", file=sys.stderr,
                   flush=True)
 
-    if len(specs) == 1 and args.executor == "local":
-        results = [run_grouping(specs[0], store, device=args.device, progress=progress)]
-    else:  # one unit per method, on the executor; this process writes each grouping
-        executor = _executor(args)
-        try:
-            results = run_groupings(specs, store, device=args.device, executor=executor, progress=progress)
-        finally:
-            executor.close()
+    executor = _executor(args)  # one unit per method; this process writes each grouping
+    try:
+        results = run_groupings(specs, store, device=args.device, executor=executor, progress=progress)
+    finally:
+        executor.close()
     for spec, result in zip(specs, results):
         _print_grouping(args, store, run_id, spec, result)
     return 0

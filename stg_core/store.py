@@ -127,13 +127,15 @@ def update_status_file(path: Path, **fields: Any) -> dict[str, Any]:
 def job_running(folder: Path) -> Iterator[None]:
     """A job's work inside ``folder``: its status is ``running`` meanwhile; an exception marks
     it ``failed`` (``interrupted`` for a KeyboardInterrupt: SIGTERM/SIGINT) with its message and
-    is re-raised. The caller marks success itself, once the results are written."""
+    is re-raised, unless the job was marked ``completed`` already. The caller marks success
+    itself, once the results are written."""
     update_status_file(folder / "status.json", state="running", error=None)
     try:
         yield
     except BaseException as exc:
-        update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
-                           state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        if read_json(folder / "status.json").get("state") != "completed":  # its results were written
+            update_status_file(folder / "status.json", error=f"{type(exc).__name__}: {exc}",
+                               state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
 
 

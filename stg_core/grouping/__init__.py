@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,23 +157,10 @@ def list_groupings(store: ArtifactStore, run_id: str) -> list[tuple[str, Groupin
 
 def run_grouping(spec: GroupingSpec, store: ArtifactStore, *, device: str = "auto",
                  progress: ProgressFn | None = None) -> GroupingResult:
-    """Compute (or reuse) the grouping of ``spec`` and store it. A killed grouping job starts
-    over when resubmitted (none of the methods runs for more than one training's time)."""
-    gid = save_grouping_spec(spec, store)
-    existing = read_grouping(store, spec.run_id, gid)
-    if existing is not None:
-        return existing
-    folder = grouping_dir(store, spec.run_id, gid)
-    with store.writer_lock(spec.run_id, "groupings", gid), job_running(folder):
-        existing = read_grouping(store, spec.run_id, gid)  # finished by the previous writer
-        if existing is not None:
-            update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
-            return existing
-        ctx = RunContext(store, spec.run_id, device)
-        result = _module(spec.method).group(ctx, spec.n_clusters, spec.method_params, seed=spec.seed,
-                                            progress=progress)
-        _write_grouping(folder, gid, spec, result)
-        return result
+    """Compute (or reuse) the grouping of ``spec`` and store it; ``progress`` follows the
+    method's steps. A killed grouping job starts over when resubmitted (none of the methods runs
+    for more than one training's time)."""
+    return run_groupings([spec], store, device=device, progress=progress)[0]
 
 
 def _write_grouping(folder: Path, gid: str, spec: GroupingSpec, result: GroupingResult) -> None:
@@ -185,21 +172,24 @@ def _write_grouping(folder: Path, gid: str, spec: GroupingSpec, result: Grouping
     update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
 
 
-def grouping_unit(store_root: str, *, spec: dict[str, Any], device: str) -> GroupingResult:
+def grouping_unit(store_root: str, *, spec: dict[str, Any], device: str,
+                  progress: ProgressFn | None = None) -> GroupingResult:
     """One grouping computed from the run at ``store_root`` and returned, not written: what an
     executor runs per method (:func:`run_groupings`). Reads the store only."""
     grouping = GroupingSpec.from_json(spec)
     ctx = RunContext(ArtifactStore(store_root), grouping.run_id, device)
-    return _module(grouping.method).group(ctx, grouping.n_clusters, grouping.method_params, seed=grouping.seed)
+    return _module(grouping.method).group(ctx, grouping.n_clusters, grouping.method_params, seed=grouping.seed,
+                                          progress=progress)
 
 
 def run_groupings(specs: Sequence[GroupingSpec], store: ArtifactStore, *, device: str = "auto",
-                  executor: Executor | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> list[GroupingResult]:
+                  executor: Executor | None = None, progress: ProgressFn | None = None) -> list[GroupingResult]:
     """Several groupings of one store (one per method, say) as independent units on
     ``executor`` (default: one after the other here); finished ones are reused. This process
     holds every pending grouping's lock and writes each result as it arrives, so the store keeps
-    a single writer. ``progress(message, done, total)`` after each. Results in ``specs``' order."""
+    a single writer. ``progress(message, step, n_steps)``: each method's own steps when the
+    units run here, and after each unit ``(method: done, units done, units)``. Results in
+    ``specs``' order."""
     from stg_core.executors import LocalExecutor
 
     executor = executor or LocalExecutor()
@@ -211,27 +201,24 @@ def run_groupings(specs: Sequence[GroupingSpec], store: ArtifactStore, *, device
             if gid in pending or gid in results:
                 continue
             existing = read_grouping(store, spec.run_id, gid)
+            folder = grouping_dir(store, spec.run_id, gid)
             if existing is None:
                 stack.enter_context(store.writer_lock(spec.run_id, "groupings", gid))
                 existing = read_grouping(store, spec.run_id, gid)  # finished by the previous writer
+                if existing is not None:  # its status may still be the "running" of a worker start
+                    update_status_file(folder / "status.json", state="completed", progress=1.0, pid=None)
             if existing is not None:
                 results[gid] = existing
                 continue
-            update_status_file(grouping_dir(store, spec.run_id, gid) / "status.json", state="running", error=None)
+            stack.enter_context(job_running(folder))  # failed or interrupted unless written below
             pending[gid] = spec
-        units = [(gid, {"spec": spec.to_json(), "device": device}) for gid, spec in pending.items()]
-        try:
-            for gid, result in executor.map_units(grouping_unit, str(store.root), units):
-                spec = pending[gid]
-                _write_grouping(grouping_dir(store, spec.run_id, gid), gid, spec, result)
-                results[gid] = result
-                if progress is not None:
-                    progress(f"{spec.method}: done", len(results), len(set(ids)))
-        except BaseException as exc:  # as job_running does, for the groupings not written yet
-            for gid, spec in pending.items():
-                if gid not in results:
-                    update_status_file(grouping_dir(store, spec.run_id, gid) / "status.json",
-                                       error=f"{type(exc).__name__}: {exc}",
-                                       state="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-            raise
+        local = isinstance(executor, LocalExecutor)
+        units = [(gid, {"spec": spec.to_json(), "device": device, **({"progress": progress} if local else {})})
+                 for gid, spec in pending.items()]
+        for gid, result in executor.map_units(grouping_unit, str(store.root), units):
+            spec = pending[gid]
+            _write_grouping(grouping_dir(store, spec.run_id, gid), gid, spec, result)
+            results[gid] = result
+            if progress is not None and len(units) > 1:
+                progress(f"{spec.method}: done", len(results), len(set(ids)))
     return [results[gid] for gid in ids]
