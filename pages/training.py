@@ -20,7 +20,7 @@ st.caption("One multi-task model trains on all tasks; every epoch records each t
 glossary()
 show_flash()
 store = ArtifactStore()
-runs = store.list_runs()
+runs = store.list_runs(disk_usage=True)
 if not runs:
     st.info("No training run yet. Launch one from the Experiment page (the digits presets train in seconds).")
     st.page_link(PAGE_FILES["experiment"], label="Experiment →")

@@ -133,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = _store(args).list_runs()
+    runs = _store(args).list_runs(disk_usage=True)
     if not runs:
         print(f"no runs in {_store(args).root}")
     for r in runs:

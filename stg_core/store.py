@@ -562,10 +562,11 @@ class ArtifactStore:
         with self._index() as index:
             index.set(run_id, status)
 
-    def list_runs(self) -> list[dict[str, Any]]:
+    def list_runs(self, *, disk_usage: bool = False) -> list[dict[str, Any]]:
         """One summary per run: id, dataset, tasks, model and its feature units (``feature_dim``,
         None for the model's default), epochs done / planned, state (``running`` only while its
-        writer lives), bytes on disk (``disk_bytes``).
+        writer lives), and with ``disk_usage`` its bytes on disk (``disk_bytes``: a walk of every
+        run folder, left out of the sidebar's list).
 
         The status files are the truth; an index row that disagrees (a process killed between
         the two writes) is rebuilt from them, and an unreadable row is skipped with a warning."""
@@ -591,7 +592,8 @@ class ArtifactStore:
                     "id": run_id, "dataset": spec.dataset, "preset": spec.preset, "n_tasks": len(spec.tasks),
                     "model": spec.train.model, "feature_dim": spec.train.feature_dim,
                     "epochs_done": status.get("epochs_done", 0), "epochs": spec.train.epochs,
-                    "state": self.live_state(run_id, status), "disk_bytes": self.disk_usage(run_id),
+                    "state": self.live_state(run_id, status),
+                    **({"disk_bytes": self.disk_usage(run_id)} if disk_usage else {}),
                 })
         return out
 

@@ -174,7 +174,7 @@ def test_delete_a_run_or_only_its_derived_results_and_show_disk_usage(tmp_path, 
     eval_id = save_evaluation_spec(EvaluationSpec(run_id, 2, epochs=1, methods=("mtl",)), store)
     run_grouping(GroupingSpec(run_id, "random", 2), store)
     size = store.disk_usage(run_id)
-    assert size > 10_000 and store.list_runs()[[r["id"] for r in store.list_runs()].index(run_id)]["disk_bytes"] == size
+    assert size > 10_000 and store.list_runs(disk_usage=True)[[r["id"] for r in store.list_runs()].index(run_id)]["disk_bytes"] == size
 
     assert cli_main(["runs", "--store", str(tmp_path)]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(run_id))
