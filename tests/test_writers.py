@@ -134,8 +134,8 @@ def test_a_second_library_trainer_is_refused_while_the_lock_is_held(tmp_path):
     assert not store.exists(run_id)  # nothing written by the refused trainer
 
 
-@pytest.mark.slow  # a command-line subprocess, killed
 # ---- row 10: kill -9 of a command-line trainer, and a kill between status and index ------------
+@pytest.mark.slow  # a command-line subprocess, killed
 def test_a_sigkilled_command_line_run_is_interrupted_everywhere(tmp_path):
     store = ArtifactStore(tmp_path)
     run_id = _spec(40).run_id()
