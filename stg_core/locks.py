@@ -65,27 +65,16 @@ def _owner_pid(path: Path) -> int:
         return 0
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
-def _locks_dir(root: Path) -> Path:
-    folder = root / "locks"
-    if not folder.is_dir():
-        folder.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
-    return folder
-
-
 @contextmanager
 def job_lock(root: Path, run_id: str, kind: str | None = None, job_id: str | None = None, *,
              wait: float = WAIT_SECONDS) -> Iterator[None]:
     """Hold the job's lock for the ``with`` block; :class:`JobBusyError` (a ``ValueError``)
     when another process still holds it after ``wait`` seconds."""
+    from stg_core.store import open_private, private_dir  # (the store imports this module)
+
     name = lock_name(run_id, kind, job_id)
-    folder = _locks_dir(Path(root))
+    folder = Path(root) / "locks"
+    private_dir(folder)
     lock = filelock.FileLock(folder / f"{name}.lock", mode=0o600)
     try:
         lock.acquire(timeout=wait)
@@ -93,7 +82,8 @@ def job_lock(root: Path, run_id: str, kind: str | None = None, job_id: str | Non
         pid = _owner_pid(folder / f"{name}.owner")
         raise JobBusyError(busy_message(run_id, kind, job_id, pid), pid) from None
     try:
-        _write_private(folder / f"{name}.owner", str(os.getpid()))
+        with open_private(folder / f"{name}.owner", "w") as owner:
+            owner.write(str(os.getpid()))
         yield
     finally:
         (folder / f"{name}.owner").unlink(missing_ok=True)
