@@ -178,16 +178,9 @@ def glossary() -> None:
 
 def epochs_to_url(epochs: list[int], recorded: list[int]) -> str:
     """A selection of epochs for the URL: ``"all"``, or ranges such as ``"1-10,20"``."""
-    if list(epochs) == list(recorded):
-        return "all"
-    parts, i = [], 0
-    while i < len(epochs):
-        j = i
-        while j + 1 < len(epochs) and epochs[j + 1] == epochs[j] + 1:
-            j += 1
-        parts.append(str(epochs[i]) if i == j else f"{epochs[i]}-{epochs[j]}")
-        i = j + 1
-    return ",".join(parts)
+    from stg_core.run_vectors import epoch_ranges
+
+    return "all" if list(epochs) == list(recorded) else epoch_ranges(epochs, sep=",")
 
 
 def epochs_from_url(text: str | None, recorded: list[int]) -> list[int]:

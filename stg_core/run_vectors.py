@@ -56,7 +56,7 @@ def recorded_selection(store: ArtifactStore, run_id: str, epochs: Sequence[int] 
         missing = [e for e in wanted if e not in recorded]
         if missing:
             raise ValueError(f"epoch {missing[0]} is not recorded for run {run_id} "
-                             f"(recorded: {_ranges(recorded) or 'none'})")
+                             f"(recorded: {epoch_ranges(recorded) or 'none'})")
     holes = [e for e in range(1, wanted[-1] + 1) if e not in recorded]
     if holes:
         raise ValueError(f"epoch {holes[0]} is not recorded for run {run_id}, and the data map at "
@@ -111,8 +111,8 @@ def load_reduced_task_vectors(store: ArtifactStore, run_id: str, epochs: Sequenc
     return reduced, int(x.shape[1])
 
 
-def _ranges(epochs: list[int]) -> str:
-    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
+def epoch_ranges(epochs: Sequence[int], sep: str = ", ") -> str:
+    """Sorted ``epochs`` as ranges: ``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
     parts, i = [], 0
     while i < len(epochs):
         j = i
@@ -120,4 +120,4 @@ def _ranges(epochs: list[int]) -> str:
             j += 1
         parts.append(str(epochs[i]) if i == j else f"{epochs[i]}-{epochs[j]}")
         i = j + 1
-    return ", ".join(parts)
+    return sep.join(parts)
