@@ -217,10 +217,11 @@ def statistics_or_stop(s: ArtifactStore, run_id: str) -> None:
     """Compute the Gram statistics of a run recorded before they existed (once, with a progress
     bar) so that the Clustering page never reads p_true."""
     from stg_core.run_vectors import has_statistics
-    from stg_core.recording import record_statistics
 
     if has_statistics(s, run_id):
         return
+    from stg_core.recording import record_statistics  # imports torch (seconds on a fresh server): only when needed
+
     bar = st.progress(0.0, text="This run was recorded before the clustering statistics existed: computing them "
                                 "once from its data maps…")
     try:

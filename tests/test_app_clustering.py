@@ -1,5 +1,8 @@
 """The Clustering page, rendered headless with AppTest."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,25 @@ def test_moving_k_and_f_changes_the_memberships(store, monkeypatch):
     assert sharper.iloc[:, 1:].max(axis=1).mean() > table5.iloc[:, 1:].max(axis=1).mean()  # F near 1: harder
     assert [at.query_params["run"]] == store.run_ids()  # the URL reproduces the view
     assert any("no known super-groups" in c.value for c in at.caption)
+
+
+def test_the_clustering_and_training_pages_do_not_import_torch(store):
+    """A fresh server's first render pays for every import: torch (seconds) is for training and
+    recording, not for showing a run's clustering or data maps."""
+    code = f"""
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({MAIN!r}, default_timeout=120).run()
+for page in ("../pages/clustering.py", "../pages/training.py"):
+    at = at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == page.split("/")[-1][:-3].capitalize()
+print(sorted(m for m in ("torch", "torchvision") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "STG_STORE": str(store.root)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_no_epoch_selected_shows_an_error(store, monkeypatch):
