@@ -24,14 +24,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(store: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``streamlit run app/main.py`` on the store ``store``: yields ``(url, server process)``
-    once healthy; stopped afterwards."""
+def serve_app(store: Path, log: Path, script: str = "app/main.py") -> Iterator[tuple[str, subprocess.Popen]]:
+    """``streamlit run app/main.py`` (or another ``script`` of the repository) on the store
+    ``store``: yields ``(url, server process)`` once healthy; stopped afterwards."""
     port = free_port()
     env = {**os.environ, "STG_STORE": str(store), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

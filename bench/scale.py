@@ -9,17 +9,21 @@ opened in headless Chromium.
 
 The run is written by ``stg_core.synthetic.write_synthetic_run``: synthetic p_true with the 20
 superclasses planted, through the same recorder and store code as training (p_true and Gram
-statistics per epoch, samples, dataset.json, metrics, status). Then, each page from a fresh
-server (no cache) unless said otherwise, timed browser-side from the navigation start to the
-page's figures drawn and its script finished:
+statistics per epoch, samples, dataset.json, metrics, status). Times are browser-side, from the
+navigation start (or the key event) to the page's figures drawn and its script finished.
 
-1. Clustering, first render; again with the pattern representation and with an epoch
-   selection (both uncached, through the URL); then cached (a reload on the same server).
-2. Training with the data map of one task: time and the bytes the websocket received.
-3. A k change and an F change on Clustering (keyboard on the slider), 10 each: from the key
-   event to the membership heatmap redrawn with new values and the script finished (median,
-   p90).
-4. The server's RSS after both pages.
+1. First visit: each page from a fresh server (nothing imported, no reduction cached) in a new
+   browser profile (nothing cached): Clustering with the raw representation, the pattern
+   representation and an epoch selection (through the URL), and Training with the data map of
+   one task.
+2. In one tab, as a user clicks through, on one server: Clustering (not counted: it imports
+   and fills the cache), a reload of it (cached), then the pattern representation and the
+   epoch selection (reductions not cached) and Training (data map not cached) opened in the
+   same tab; the bytes the websocket received for Training; 10 k and 10 F changes on
+   Clustering (keyboard on the slider: from the key event to the membership heatmap redrawn
+   with new values and the script finished; median, p90); the server's RSS.
+3. The framework's share, measured the same way on ``bench/floor_app.py`` (a title, the k
+   slider and the same membership heatmap, nothing else): its first visit and its k changes.
 
 Targets are printed beside the figures; nothing asserts. The machine's load is printed at the
 start and the end: compare figures from one run only.
@@ -91,47 +95,64 @@ def fmt(seconds: float, target: float, unit: str = "s") -> str:
     return f"{seconds:7.2f} {unit}   target <= {target:g} {unit}   {verdict(seconds <= target)}"
 
 
-def open_page(browser, url: str, want: int, table: bool = False) -> tuple[float, int]:
-    """Open ``url`` in a new tab; seconds from navigation start to drawn, websocket bytes received."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    received = [0]
+class Tab:
+    """One browser tab (its own profile) that counts the bytes its websockets receive."""
 
-    def on_socket(ws) -> None:
-        ws.on("framereceived", lambda payload: received.__setitem__(0, received[0] + len(payload)))
+    def __init__(self, browser) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.page = self.context.new_page()
+        self.received = 0
+        self.page.on("websocket", lambda ws: ws.on("framereceived", self._count))
 
-    page.on("websocket", on_socket)
-    page.goto(url)
-    page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf", timeout=TIMEOUT_MS)
-    seconds = page.evaluate("performance.now()") / 1000
-    exceptions = page.locator('[data-testid="stException"]')
-    if exceptions.count():
-        raise SystemExit(f"{url}: the app shows an exception:\n{exceptions.first.inner_text()}")
-    context.close()
-    return seconds, received[0]
+    def _count(self, payload) -> None:
+        self.received += len(payload)
+
+    def open(self, url: str | None, want: int, table: bool = False) -> tuple[float, int]:
+        """Go to ``url`` (``None``: reload): seconds from navigation start to drawn, websocket
+        bytes received."""
+        self.received = 0
+        self.page.reload() if url is None else self.page.goto(url)
+        self.page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf", timeout=TIMEOUT_MS)
+        seconds = self.page.evaluate("performance.now()") / 1000
+        exceptions = self.page.locator('[data-testid="stException"]')
+        if exceptions.count():
+            raise SystemExit(f"{url}: the app shows an exception:\n{exceptions.first.inner_text()}")
+        return seconds, self.received
+
+    def slider_changes(self, label: str, n: int) -> list[float]:
+        """``n`` key presses on slider ``label`` (right, then left at its end): seconds from each
+        key event to the heatmap redrawn with new values and the script finished."""
+        thumb = self.page.locator('[data-testid="stSlider"]').filter(has_text=label).locator('input[type="range"]')
+        times = []
+        key = "ArrowRight"
+        for _ in range(n + 1):  # the first change warms up (imports, first re-clustering): not counted
+            if thumb.input_value() == thumb.get_attribute("aria-valuemax"):
+                key = "ArrowLeft"
+            self.page.evaluate(ARM_JS, HEATMAP_JS)
+            thumb.focus()
+            thumb.press(key)
+            self.page.wait_for_function("window.__t1 !== null", polling="raf", timeout=TIMEOUT_MS)
+            times.append(self.page.evaluate("(window.__t1 - window.__t0) / 1000"))
+            self.page.wait_for_timeout(300)
+        return times[1:]
+
+    def close(self) -> None:
+        self.context.close()
 
 
-def slider_changes(browser, url: str, label: str, n: int) -> list[float]:
-    """``n`` key presses on slider ``label`` (right, then left at its end): seconds from each key
-    event to the heatmap redrawn with new values."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_function(DRAWN_JS, arg=[3, True], polling="raf", timeout=TIMEOUT_MS)
-    thumb = page.locator('[data-testid="stSlider"]').filter(has_text=label).locator('input[type="range"]')
-    times = []
-    key = "ArrowRight"
-    for _ in range(n + 1):  # the first change warms up (imports, first re-clustering): not counted
-        if thumb.input_value() == thumb.get_attribute("aria-valuemax"):
-            key = "ArrowLeft"
-        page.evaluate(ARM_JS, HEATMAP_JS)
-        thumb.focus()
-        thumb.press(key)
-        page.wait_for_function("window.__t1 !== null", polling="raf", timeout=TIMEOUT_MS)
-        times.append(page.evaluate("(window.__t1 - window.__t0) / 1000"))
-        page.wait_for_timeout(300)
-    context.close()
-    return times[1:]
+def first_visit(browser, url: str, want: int, table: bool = False) -> tuple[float, int]:
+    """``url`` in a new browser profile: seconds to drawn, websocket bytes."""
+    tab = Tab(browser)
+    try:
+        return tab.open(url, want, table)
+    finally:
+        tab.close()
+
+
+def changes_line(name: str, times: list[float]) -> str:
+    p90 = float(np.percentile(times, 90))
+    return (f"{name:<66} median {statistics.median(times):.3f} s, p90 {fmt(p90, TARGETS['change_p90'])}   "
+            f"each: {json.dumps([round(t, 3) for t in times])}")
 
 
 def reusable_run(store: ArtifactStore, n_samples: int, n_epochs: int) -> str | None:
@@ -179,36 +200,48 @@ def main() -> None:
         clustering = f"/clustering?run={run_id}"
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
+        pages = (("Clustering (raw, every epoch)", clustering, 3, True, "first"),
+                 ("Clustering (pattern)", clustering + "&rep=pattern", 3, True, "first"),
+                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 3, True, "first"),
+                 (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, False, "training"))
         log = Path(tmp) / "server.log"
-        print()
+        lines = []
         with headless_browser() as browser:
-            results = {}
-            for name, path, want, table in (
-                    ("Clustering, first render (raw, every epoch)", clustering, 3, True),
-                    ("Clustering, first render (pattern)", clustering + "&rep=pattern", 3, True),
-                    (f"Clustering, first render (epochs {selection[:20]}…)", clustering + f"&ep={selection}", 3, True),
-                    (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, False)):
+            lines.append("First visit: a fresh server, a new browser profile")
+            for name, path, want, table, target in pages:
                 with serve_app(store.root, log) as (url, server):
-                    results[name] = open_page(browser, url + path, want, table)
-                    if name.startswith("Clustering, first render (raw"):
-                        results["Clustering, cached (reload)"] = open_page(browser, url + clustering, 3, True)
+                    seconds, received = first_visit(browser, url + path, want, table)
+                lines.append(f"  {name:<64} {fmt(seconds, TARGETS[target])}   websocket {received / 2**20:6.2f} MB")
+            lines.append("In one tab on one server (Clustering opened first, not counted)")
             with serve_app(store.root, log) as (url, server):
-                open_page(browser, url + clustering, 3, True)
-                k_times = slider_changes(browser, url + clustering, "Clusters k", n_changes)
-                f_times = slider_changes(browser, url + clustering, "Fuzziness F", n_changes)
-                open_page(browser, url + f"/training?run={run_id}&task={task}", 2, False)
+                tab = Tab(browser)
+                tab.open(url + clustering, 3, True)
+                seconds, _ = tab.open(None, 3, True)
+                lines.append(f"  {'Clustering, cached (reload)':<64} {fmt(seconds, TARGETS['cached'])}")
+                for name, path, want, table, target in pages[1:]:
+                    seconds, received = tab.open(url + path, want, table)
+                    lines.append(f"  {name + ', not cached':<64} {fmt(seconds, TARGETS[target])}   "
+                                 f"websocket {received / 2**20:6.2f} MB")
+                lines.append(f"  {'Training, websocket bytes':<64} "
+                             f"{fmt(received / 2**20, TARGETS['training_mb'], 'MB')}")
+                tab.open(url + clustering, 3, True)
+                for name, label in (("k change", "Clusters k"), ("F change", "Fuzziness F")):
+                    lines.append("  " + changes_line(f"{name} (key event -> heatmap redrawn)",
+                                                     tab.slider_changes(label, n_changes)))
+                tab.close()
                 rss = psutil.Process(server.pid).memory_info().rss / 2**30
-        for name, (seconds, received) in results.items():
-            target = TARGETS["cached"] if "cached" in name else TARGETS["training"] if "Training" in name \
-                else TARGETS["first"]
-            print(f"{name:<58} {fmt(seconds, target)}   websocket {received / 2**20:6.2f} MB")
-        training = next(v for k, v in results.items() if k.startswith("Training"))
-        print(f"{'Training, websocket bytes':<58} {fmt(training[1] / 2**20, TARGETS['training_mb'], 'MB')}")
-        for name, times in (("k change", k_times), ("F change", f_times)):
-            p90 = float(np.percentile(times, 90))
-            print(f"{name + ' (browser: key event -> heatmap redrawn)':<58} median {statistics.median(times):.3f} s, "
-                  f"p90 {fmt(p90, TARGETS['change_p90'])}   each: {json.dumps([round(t, 3) for t in times])}")
-        print(f"{'Streamlit server RSS after both pages':<58} {fmt(rss, TARGETS['rss_gb'], 'GB')}")
+                lines.append(f"  {'Streamlit server RSS after both pages':<64} {fmt(rss, TARGETS['rss_gb'], 'GB')}")
+            lines.append("The framework's share (bench/floor_app.py: the k slider and the same heatmap, nothing else)")
+            with serve_app(store.root, log, "bench/floor_app.py") as (url, server):
+                seconds, _ = first_visit(browser, url, 1)
+                lines.append(f"  {'first visit (title, slider, heatmap)':<64} {seconds:7.2f} s")
+                tab = Tab(browser)
+                tab.open(url, 1)
+                lines.append("  " + changes_line("k change, one heatmap of 100 tasks", tab.slider_changes("Clusters k",
+                                                                                                        n_changes)))
+                tab.close()
+        print()
+        print("\n".join(lines))
     print(f"load average at the end: {load_average()}")
 
 
