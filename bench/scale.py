@@ -104,6 +104,12 @@ class Tab:
         self.received = 0
         self.page.on("websocket", lambda ws: ws.on("framereceived", self._count))
 
+    def __enter__(self) -> "Tab":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.context.close()
+
     def _count(self, payload) -> None:
         self.received += len(payload)
 
@@ -111,7 +117,10 @@ class Tab:
         """Go to ``url`` (``None``: reload): seconds from navigation start to drawn, websocket
         bytes received."""
         self.received = 0
-        self.page.reload() if url is None else self.page.goto(url)
+        if url is None:
+            self.page.reload()
+        else:
+            self.page.goto(url)
         self.page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf", timeout=TIMEOUT_MS)
         seconds = self.page.evaluate("performance.now()") / 1000
         exceptions = self.page.locator('[data-testid="stException"]')
@@ -136,22 +145,24 @@ class Tab:
             self.page.wait_for_timeout(300)
         return times[1:]
 
-    def close(self) -> None:
-        self.context.close()
-
 
 def first_visit(browser, url: str, want: int, table: bool = False) -> tuple[float, int]:
     """``url`` in a new browser profile: seconds to drawn, websocket bytes."""
-    tab = Tab(browser)
-    try:
+    with Tab(browser) as tab:
         return tab.open(url, want, table)
-    finally:
-        tab.close()
+
+
+def figure_line(name: str, value: float, target: str | None = None, received: int | None = None) -> str:
+    """One printed figure: ``value`` seconds (megabytes for ``training_mb``, gigabytes for
+    ``rss_gb``) beside its ``TARGETS[target]`` when it has one, and the websocket bytes."""
+    unit = {"training_mb": "MB", "rss_gb": "GB"}.get(target, "s")
+    shown = fmt(value, TARGETS[target], unit) if target else f"{value:7.2f} {unit}"
+    return f"  {name:<64} {shown}" + ("" if received is None else f"   websocket {received / 2**20:6.2f} MB")
 
 
 def changes_line(name: str, times: list[float]) -> str:
     p90 = float(np.percentile(times, 90))
-    return (f"{name:<66} median {statistics.median(times):.3f} s, p90 {fmt(p90, TARGETS['change_p90'])}   "
+    return (f"  {name:<64} median {statistics.median(times):.3f} s, p90 {fmt(p90, TARGETS['change_p90'])}   "
             f"each: {json.dumps([round(t, 3) for t in times])}")
 
 
@@ -211,35 +222,28 @@ def main() -> None:
             for name, path, want, table, target in pages:
                 with serve_app(store.root, log) as (url, server):
                     seconds, received = first_visit(browser, url + path, want, table)
-                lines.append(f"  {name:<64} {fmt(seconds, TARGETS[target])}   websocket {received / 2**20:6.2f} MB")
+                lines.append(figure_line(name, seconds, target, received))
             lines.append("In one tab on one server (Clustering opened first, not counted)")
-            with serve_app(store.root, log) as (url, server):
-                tab = Tab(browser)
+            with serve_app(store.root, log) as (url, server), Tab(browser) as tab:
                 tab.open(url + clustering, 3, True)
-                seconds, _ = tab.open(None, 3, True)
-                lines.append(f"  {'Clustering, cached (reload)':<64} {fmt(seconds, TARGETS['cached'])}")
+                lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 3, True)[0], "cached"))
                 for name, path, want, table, target in pages[1:]:
                     seconds, received = tab.open(url + path, want, table)
-                    lines.append(f"  {name + ', not cached':<64} {fmt(seconds, TARGETS[target])}   "
-                                 f"websocket {received / 2**20:6.2f} MB")
-                lines.append(f"  {'Training, websocket bytes':<64} "
-                             f"{fmt(received / 2**20, TARGETS['training_mb'], 'MB')}")
+                    lines.append(figure_line(name + ", not cached", seconds, target, received))
+                lines.append(figure_line("Training, websocket bytes", received / 2**20, "training_mb"))
                 tab.open(url + clustering, 3, True)
                 for name, label in (("k change", "Clusters k"), ("F change", "Fuzziness F")):
-                    lines.append("  " + changes_line(f"{name} (key event -> heatmap redrawn)",
-                                                     tab.slider_changes(label, n_changes)))
-                tab.close()
+                    lines.append(changes_line(f"{name} (key event -> heatmap redrawn)",
+                                              tab.slider_changes(label, n_changes)))
                 rss = psutil.Process(server.pid).memory_info().rss / 2**30
-                lines.append(f"  {'Streamlit server RSS after both pages':<64} {fmt(rss, TARGETS['rss_gb'], 'GB')}")
+                lines.append(figure_line("Streamlit server RSS after both pages", rss, "rss_gb"))
             lines.append("The framework's share (bench/floor_app.py: the k slider and the same heatmap, nothing else)")
             with serve_app(store.root, log, "bench/floor_app.py") as (url, server):
-                seconds, _ = first_visit(browser, url, 1)
-                lines.append(f"  {'first visit (title, slider, heatmap)':<64} {seconds:7.2f} s")
-                tab = Tab(browser)
-                tab.open(url, 1)
-                lines.append("  " + changes_line("k change, one heatmap of 100 tasks", tab.slider_changes("Clusters k",
-                                                                                                        n_changes)))
-                tab.close()
+                lines.append(figure_line("first visit (title, slider, heatmap)", first_visit(browser, url, 1)[0]))
+                with Tab(browser) as tab:
+                    tab.open(url, 1)
+                    lines.append(changes_line("k change, one heatmap of 100 tasks",
+                                              tab.slider_changes("Clusters k", n_changes)))
         print()
         print("\n".join(lines))
     print(f"load average at the end: {load_average()}")

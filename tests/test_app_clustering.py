@@ -61,6 +61,8 @@ for page in ("../pages/clustering.py", "../pages/training.py"):
     at = at.switch_page(page).run()
     assert not at.exception, at.exception
     assert at.title[0].value == page.split("/")[-1][:-3].capitalize()
+    assert not at.error and not at.info, "the page stopped before its figures"
+    assert at.get("plotly_chart"), "the page drew no figure"  # memberships, or the data maps
 print(sorted(m for m in ("torch", "torchvision") if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "STG_STORE": str(store.root)},
