@@ -18,8 +18,8 @@ def _margins(**px: int) -> dict:
     colour bar, legend), from rough text widths.
 
     Plotly's automatic margins (on by default) still widen a margin that is too narrow, but
-    each widening redraws the whole figure: with 10 px margins every figure was drawn twice,
-    which measured as half of its drawing time in the browser (a re-clustering redraws four)."""
+    each widening redraws the whole figure, so a figure that reserves its margins is drawn
+    once (bench/README.md, ``scale.py``)."""
     return {"l": 10, "r": 10, "t": 30, "b": 10, **px}
 
 
