@@ -1,4 +1,8 @@
-"""Pure Plotly figure builders: arrays in, figures out (no Streamlit, no store access)."""
+"""Pure Plotly figure builders: arrays in, figures out (no Streamlit, no store access).
+
+The figures redrawn on every k or F change (memberships, task map, known groups) are ECharts
+options instead, in :mod:`app.cluster_charts`; the cluster colours and task order here are
+shared by both."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 
-def _label_px(labels: Sequence, size: float = 12) -> int:
+def label_px(labels: Sequence, size: float = 12) -> int:
     """Rough width in px of the longest of ``labels`` at font ``size`` (0.6 em a character)."""
     return int(0.6 * size * max((len(str(s)) for s in labels), default=0))
 
@@ -27,81 +31,6 @@ def cluster_order(memberships: np.ndarray) -> np.ndarray:
     """Task order for display: by cluster (argmax), then by decreasing membership in it."""
     labels = memberships.argmax(1)
     return np.lexsort((-memberships[np.arange(len(labels)), labels], labels))
-
-
-def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order: Sequence[int] | None = None,
-                       title: str | None = None, bands: Sequence[str] | None = None,
-                       band_title: str = "known group") -> go.Figure:
-    """Heatmap of memberships ``(n_tasks, k)``: tasks (rows, ordered by cluster) × clusters.
-
-    ``order``: the task order (row indices of ``memberships``, top to bottom) instead of this
-    grouping's own :func:`cluster_order` — e.g. one order shared by several groupings drawn side
-    by side. ``ValueError`` when it is not a permutation of the tasks. ``bands``: a label per
-    task (in the rows' order of ``memberships``, e.g. its known group; ``""`` for none), drawn
-    as a coloured band left of the heatmap, named on hover.
-    """
-    from plotly.subplots import make_subplots
-
-    memberships = np.asarray(memberships, dtype=np.float64)
-    if order is None:
-        order = cluster_order(memberships)
-    else:
-        order = np.asarray(order, dtype=np.int64)
-        if sorted(order.tolist()) != list(range(len(memberships))):
-            raise ValueError(f"order must be a permutation of the {len(memberships)} tasks")
-    k, n = memberships.shape[1], len(order)
-    rows = [task_names[i] for i in order]
-    heat = go.Heatmap(z=memberships[order], x=[f"cluster {j}" for j in range(k)], y=rows, zmin=0, zmax=1,
-                      colorscale="Blues", colorbar={"title": "membership"},
-                      hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>")
-    row_height = 22 if n <= 40 else 14  # 100 tasks: 1,400 px, names still legible at 10 px
-    # left: the task names; right: the colour bar; bottom: "cluster j", turned when many
-    margin = _margins(l=_label_px(rows, 12 if n <= 40 else 10) + 16, r=122, b=48 if k <= 8 else 90)
-    if bands is not None:
-        margin["b"] = max(margin["b"], int(0.87 * _label_px([band_title])) + 20)  # its label at -60°
-    layout = {"height": max(300, row_height * n + 120), "margin": margin}
-    if bands is None:
-        fig = go.Figure(heat)
-        fig.update_layout(**layout, yaxis={"type": "category", "autorange": "reversed"})  # names like "3" stay labels
-    else:
-        labels = [str(bands[i]) for i in order]
-        known = sorted({b for b in labels if b})
-        codes = np.array([[known.index(b) if b else np.nan] for b in labels], dtype=np.float64)
-        steps = max(len(known), 1)
-        scale = [[v, cluster_color(j)] for j in range(steps) for v in (j / steps, (j + 1) / steps)]
-        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.05, 0.95], horizontal_spacing=0.004)
-        fig.add_trace(go.Heatmap(z=codes, x=[band_title], y=rows, zmin=-0.5, zmax=steps - 0.5, colorscale=scale,
-                                 showscale=False, customdata=[[b] for b in labels],
-                                 hovertemplate="%{y}<br>" + band_title + ": %{customdata[0]}<extra></extra>"),
-                      row=1, col=1)
-        fig.add_trace(heat, row=1, col=2)
-        fig.update_layout(**layout)
-        fig.update_yaxes(type="category", autorange="reversed")
-        fig.update_xaxes(tickangle=-60, row=1, col=1)
-    if n > 40:
-        fig.update_yaxes(tickfont={"size": 10})
-    if title is not None:
-        fig.update_layout(title=title, margin={"t": 40})  # update_layout merges: the other sides stay
-    return fig
-
-
-def contingency_heatmap(table: np.ndarray, groups: Sequence[str], clusters: Sequence[int], matched: int) -> go.Figure:
-    """Known groups (rows) × clusters (columns) of a :class:`stg_core.alignment.Contingency`:
-    task counts written in the cells, the ``matched`` pairs on the diagonal first."""
-    t = np.asarray(table)
-    x = [f"cluster {j}" for j in clusters]
-    fig = go.Figure(go.Heatmap(
-        z=t, x=x, y=list(groups), colorscale="Blues", zmin=0, colorbar={"title": "tasks"},
-        text=[[str(v) if v else "" for v in row] for row in t], texttemplate="%{text}",
-        hovertemplate="%{y} in %{x}: %{z} task(s)<extra></extra>"))
-    if matched:
-        fig.add_shape(type="line", x0=-0.5, y0=-0.5, x1=matched - 0.5, y1=matched - 0.5,
-                      line={"color": "rgba(214,39,40,0.5)", "width": 1, "dash": "dot"})
-    fig.update_layout(height=max(300, 24 * len(groups) + 150),
-                      margin=_margins(l=_label_px(groups) + 16, r=90, t=40, b=int(0.71 * _label_px(x)) + 30),
-                      title="Known groups × clusters (matched pairs on the diagonal)",
-                      xaxis={"type": "category", "tickangle": -45}, yaxis={"type": "category", "autorange": "reversed"})
-    return fig
 
 
 # ---- training: curves and data maps ----------------------------------------------------
@@ -127,7 +56,7 @@ def training_curves(metrics: Sequence[dict]) -> go.Figure:
         fig.add_trace(go.Scatter(x=epochs, y=[float(np.mean(r[split]["f1"])) if split in r else None for r in metrics],
                                  name=f"{split} F1", mode="lines+markers", line={"dash": dash}), row=1, col=2)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin=_margins(l=50, r=_label_px(["train loss"]) + 60, t=40, b=70))
+    fig.update_layout(height=320, margin=_margins(l=50, r=label_px(["train loss"]) + 60, t=40, b=70))
     return fig
 
 
@@ -222,7 +151,7 @@ def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: S
                            bgcolor="rgba(255,255,255,0.7)",
                            yanchor="top" if name != "hard-to-learn" else "bottom")
     step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
-    right = _label_px([color_title, *groups]) + 60 if categorical else 120  # the legend, or the colour bar
+    right = label_px([color_title, *groups]) + 60 if categorical else 120  # the legend, or the colour bar
     fig.update_layout(
         title=title, height=460, margin=_margins(l=80, r=right, t=40, b=125),  # bottom: play buttons, epoch slider
         xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
@@ -281,7 +210,7 @@ def fuzziness_example(memberships: np.ndarray, names: Sequence[str], fuzziness: 
     return fig
 
 
-# ---- clustering: known groups and the task map ---------------------------------------------
+# ---- cluster colours (Plotly and ECharts figures alike) ----------------------------------------
 
 #: Lighter companions of ``_PALETTE`` (D3's category20), so up to 20 clusters get distinct colours.
 _PALETTE_LIGHT = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
@@ -292,99 +221,6 @@ def cluster_color(j: int) -> str:
     """Colour of cluster ``j``, the same in every clustering figure (20 distinct, then repeating)."""
     j %= len(_PALETTE) + len(_PALETTE_LIGHT)
     return _PALETTE[j] if j < len(_PALETTE) else _PALETTE_LIGHT[j - len(_PALETTE)]
-
-
-def group_membership_bars(memberships: np.ndarray, task_names: Sequence[str], groups: dict[str, str],
-                          group: str) -> go.Figure:
-    """Grouped bars of the paper's Figures 5 and 8–11: for each task of the known ``group``, its
-    membership in each cluster (one bar per cluster, cluster colours as in :func:`task_map`).
-
-    ``memberships`` ``(n_tasks, k)`` rows in the order of ``task_names``; ``groups`` maps a task
-    name to its known group (as ``stg_core.clustering.task_groups`` returns). Tasks are drawn in
-    the order of ``task_names``. ``ValueError`` when no task belongs to ``group``.
-    """
-    w = np.asarray(memberships, dtype=np.float64)
-    names = list(task_names)
-    if w.ndim != 2 or w.shape[0] != len(names):
-        raise ValueError(f"memberships of shape {w.shape} do not match {len(names)} task names")
-    rows = [i for i, t in enumerate(names) if groups.get(t) == group]
-    if not rows:
-        raise ValueError(f"no task belongs to the known group {group!r}")
-    x = [names[i] for i in rows]
-    fig = go.Figure([go.Bar(name=f"cluster {j}", x=x, y=w[rows, j], marker_color=cluster_color(j),
-                            hovertemplate="%{x}<br>" + f"cluster {j}" + ": %{y:.3f}<extra></extra>")
-                     for j in range(w.shape[1])])
-    fig.update_layout(barmode="group", height=340,
-                      margin=_margins(l=80, r=_label_px([f"cluster {w.shape[1] - 1}"]) + 60, t=40,
-                                      b=58 if len(x) * (_label_px(x) + 10) < 500 else _label_px(x) + 30),
-                      title=f"Memberships of the tasks of the known group “{group}”",
-                      yaxis={"title": "membership", "range": [0, 1]},
-                      xaxis={"type": "category"}, legend={"title": "cluster"})  # names like "3" stay labels
-    return fig
-
-
-def task_map(reduced: np.ndarray, task_names: Sequence[str], memberships: np.ndarray,
-             labels: np.ndarray | None = None, *, centers: np.ndarray | None = None,
-             show_names: bool | None = None) -> go.Figure:
-    """2-D map of the tasks coloured by cluster.
-
-    ``reduced`` ``(n_tasks, r)``: the exact reduction of the task vectors
-    (``stg_core.clustering.reduce_task_vectors``), whose columns are already the principal axes
-    of the centred task vectors in decreasing order of variance (``V·sqrt(λ)`` of the Gram
-    matrix's eigendecomposition). Its first two columns are therefore the tasks' first two
-    principal-component scores, so no separate PCA is run; a reduction with a single column
-    (all tasks on a line) is drawn at 0 on the second axis. The axis titles give each axis's
-    share of the total variance.
-
-    ``memberships`` ``(n_tasks, k)``; ``labels`` ``(n_tasks,)`` cluster of each task (default:
-    argmax of the memberships). Marker size and opacity grow with a task's largest membership
-    (a faint, small marker: a task shared between clusters). ``centers`` ``(k, r)``: cluster
-    centroids in the same space, drawn as crosses. ``show_names``: task names beside the
-    markers (default: when there are at most 40 tasks; hover shows them always).
-    """
-    y = np.asarray(reduced, dtype=np.float64)
-    w = np.asarray(memberships, dtype=np.float64)
-    names = list(task_names)
-    n = len(names)
-    if y.ndim != 2 or y.shape[0] != n or w.ndim != 2 or w.shape[0] != n:
-        raise ValueError(f"reduced {y.shape} and memberships {w.shape} must have one row per task ({n})")
-    labels = w.argmax(axis=1) if labels is None else np.asarray(labels)
-    xy = np.zeros((n, 2))
-    xy[:, :min(2, y.shape[1])] = y[:, :2]
-    total = float((y * y).sum())
-    share = [float((xy[:, a] ** 2).sum()) / total if total > 0 else 0.0 for a in range(2)]
-    k = w.shape[1]
-    top = w.max(axis=1)
-    # 0 = a task spread evenly over all clusters (1/k each), 1 = a task entirely in one cluster;
-    # the square root spreads out the low end, where soft memberships (F = 2) usually lie
-    certainty = np.sqrt(np.clip((top - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0)) if k > 1 else np.ones(n)
-    show = n <= 40 if show_names is None else show_names
-    fig = go.Figure()
-    for j in range(k):
-        m = np.flatnonzero(labels == j)
-        if not len(m):
-            continue
-        fig.add_trace(go.Scatter(
-            x=xy[m, 0], y=xy[m, 1], mode="markers+text" if show else "markers", name=f"cluster {j} ({len(m)})",
-            text=[names[i] for i in m], textposition="top center", customdata=top[m],
-            marker={"color": cluster_color(j), "size": 7 + 13 * certainty[m], "opacity": 0.4 + 0.6 * certainty[m],
-                    "line": {"width": 0.5, "color": "white"}},
-            hovertemplate="%{text}<br>" + f"cluster {j}" + ", membership %{customdata:.3f}<extra></extra>"))
-    if centers is not None:
-        c = np.asarray(centers, dtype=np.float64)
-        cxy = np.zeros((len(c), 2))
-        cxy[:, :min(2, c.shape[1])] = c[:, :2]
-        fig.add_trace(go.Scatter(
-            x=cxy[:, 0], y=cxy[:, 1], mode="markers", name="centroids", text=[f"cluster {j}" for j in range(len(c))],
-            marker={"symbol": "x-thin", "size": 14,
-                    "line": {"width": 2, "color": [cluster_color(j) for j in range(len(c))]}},
-            hovertemplate="centroid of %{text}<extra></extra>"))
-    legend = [f"cluster {j} ({n})" for j in range(k)] + (["centroids"] if centers is not None else [])
-    fig.update_layout(height=460, margin=_margins(l=85, r=_label_px(legend) + 60, t=40, b=70), title="Tasks by cluster",
-                      xaxis={"title": f"principal axis 1 ({share[0]:.0%} of the variance)", "zeroline": False},
-                      yaxis={"title": f"principal axis 2 ({share[1]:.0%} of the variance)", "zeroline": False},
-                      legend={"title": "cluster (tasks)"})
-    return fig
 
 
 # ---- evaluation: F1 of the grouping methods ------------------------------------------------

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.charts import membership_heatmap  # noqa: E402 - needs the path above
+from app.cluster_charts import membership_heatmap, show  # noqa: E402 - needs the path above
 
 st.title("Floor")
 n_tasks = int(os.environ.get("STG_FLOOR_TASKS", "100"))
 k = st.slider("Clusters k", 2, 20, 3, key="k")
 memberships = np.random.default_rng(k).dirichlet(np.ones(k), size=n_tasks)
-st.plotly_chart(membership_heatmap(memberships, [f"task {i}" for i in range(n_tasks)]), key="heatmap")
+show(st, membership_heatmap(memberships, [f"task {i}" for i in range(n_tasks)]), "heatmap")

@@ -10,7 +10,8 @@ opened in headless Chromium.
 The run is written by ``stg_core.synthetic.write_synthetic_run``: synthetic p_true with the 20
 superclasses planted, through the same recorder and store code as training (p_true and Gram
 statistics per epoch, samples, dataset.json, metrics, status). Times are browser-side, from the
-navigation start (or the key event) to the page's figures drawn and its script finished.
+navigation start (or the key event) to the page's figures drawn and its script finished: every
+figure holds its data, and the last canvas draw call is done (none follows for 300 ms).
 
 1. First visit: each page from a fresh server (nothing imported, no reduction cached) in a new
    browser profile (nothing cached): Clustering with the raw representation, the pattern
@@ -20,8 +21,9 @@ navigation start (or the key event) to the page's figures drawn and its script f
    and fills the cache), a reload of it (cached), then the pattern representation and the
    epoch selection (reductions not cached) and Training (data map not cached) opened in the
    same tab; the bytes the websocket received for Training; 10 k and 10 F changes on
-   Clustering (keyboard on the slider: from the key event to the membership heatmap redrawn
-   with new values and the script finished; median, p90); the server's RSS.
+   Clustering (keyboard on the slider: from the key event to the membership heatmap holding
+   new values, the script finished and the last canvas draw call done; median, p90); the
+   server's RSS.
 3. The framework's share, measured the same way on ``bench/floor_app.py`` (a title, the k
    slider and the same membership heatmap, nothing else): its first visit and its k changes.
 
@@ -53,36 +55,75 @@ from stg_core.synthetic import write_synthetic_run  # noqa: E402
 TARGETS = {"first": 2.0, "cached": 1.5, "training": 3.0, "training_mb": 3.0, "change_p90": 0.300, "rss_gb": 1.0}
 TIMEOUT_MS = 600_000
 
-# True once the app's script has finished and at least ``want`` Plotly charts hold drawn data.
+# Every 2-D canvas draw call stamps window.__lastDraw (ECharts, Plotly's heatmaps and Streamlit's
+# tables draw on canvases), so a figure counts as drawn only once its last draw call is done.
+CANVAS_JS = """() => {
+    window.__lastDraw = 0;
+    for (const name of ['fillRect', 'fill', 'stroke', 'drawImage', 'putImageData', 'fillText']) {
+        const draw = CanvasRenderingContext2D.prototype[name];
+        CanvasRenderingContext2D.prototype[name] = function (...args) {
+            window.__lastDraw = performance.now();
+            return draw.apply(this, args);
+        };
+    }
+}"""
+# The time (ms since navigation start) at which the page was drawn, or null: the app's script
+# has finished, at least ``want`` charts hold their figures (a Plotly chart its drawn data, an
+# ECharts chart an applied option, which ECharts then describes in its aria-label), the table
+# is there if ``table``, and no canvas was drawn on for 300 ms. The time is when all that first
+# held or the last draw call, whichever is later.
 DRAWN_JS = """([want, table]) => {
     const app = document.querySelector('[data-testid="stApp"]');
-    if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-    if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
     const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
-    if (plots.length < want || !plots.every(p => p._fullData && p._fullData.length)) return false;
-    return !table || document.querySelector('[data-testid="stTable"]') !== null;
+    const charts = Array.from(document.querySelectorAll('[data-testid="stEChartsChart"]'));
+    const ready = app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && plots.filter(p => p._fullData && p._fullData.length).length
+           + charts.filter(c => c.getAttribute('aria-label')).length >= want
+        && (!table || document.querySelector('[data-testid="stTable"]') !== null);
+    if (!ready) { window.__met = null; return null; }
+    window.__met = window.__met || performance.now();
+    if (performance.now() - window.__lastDraw < 300) return null;
+    return Math.max(window.__met, window.__lastDraw);
 }"""
-# The membership heatmap's values as drawn (the first heatmap on the page).
+# The membership heatmap's option as ECharts applied it: the option the chart element holds
+# (React's props of the element), once the chart's aria-label describes its first cell.
 HEATMAP_JS = """() => {
-    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
-        const t = (plot._fullData || []).find(d => d.type === 'heatmap');
-        if (t && t.z) return JSON.stringify(Array.from(t.z, r => Array.from(r)));
+    for (const el of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
+        const label = el.getAttribute('aria-label') || '';
+        if (!label.includes('named membership')) continue;
+        let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
+        while (f && !(f.memoizedProps && f.memoizedProps.element && f.memoizedProps.element.spec)) f = f.return;
+        if (!f) return null;
+        for (const fiber of [f, f.alternate]) {  // React keeps two versions of a component: the current one
+            const spec = fiber && fiber.memoizedProps.element && fiber.memoizedProps.element.spec;
+            const first = spec && JSON.parse(spec).series[0].data[0];
+            if (first && label.includes(` is ${(first.value || first).join(', ')},`)) return spec;
+        }
+        return null;
     }
     return null;
 }"""
-# Arms a frame-by-frame watch: the time of the next key event, and of the first frame where the
-# heatmap differs from now and the script has finished.
+# Arms a frame-by-frame watch of the next key event: window.__t1 is set once the heatmap holds a
+# new option, the script has finished and no canvas was drawn on for 300 ms, to the later of
+# the first two and the last draw call.
 ARM_JS = """(heatmapJs) => {
     const heatmap = eval(heatmapJs);
     window.__t0 = null; window.__t1 = null;
     const before = heatmap();
+    let changed = null;
     document.addEventListener('keydown', () => { window.__t0 = performance.now(); }, {once: true, capture: true});
     const app = document.querySelector('[data-testid="stApp"]');
     const loop = () => {
-        const now = heatmap();
-        if (window.__t0 !== null && now !== null && now !== before
-                && app.getAttribute('data-test-script-state') === 'notRunning') {
-            window.__t1 = performance.now();
+        const now = performance.now();
+        if (window.__t0 !== null && changed === null) {
+            const drawn = heatmap();
+            if (drawn !== null && drawn !== before && app.getAttribute('data-test-script-state') === 'notRunning') {
+                changed = now;
+            }
+        }
+        if (changed !== null && now - window.__lastDraw >= 300) {
+            window.__t1 = Math.max(changed, window.__lastDraw);
             return;
         }
         requestAnimationFrame(loop);
@@ -101,6 +142,7 @@ class Tab:
     def __init__(self, browser) -> None:
         self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
         self.page = self.context.new_page()
+        self.page.add_init_script(f"({CANVAS_JS})()")
         self.received = 0
         self.page.on("websocket", lambda ws: ws.on("framereceived", self._count))
 
@@ -121,8 +163,8 @@ class Tab:
             self.page.reload()
         else:
             self.page.goto(url)
-        self.page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf", timeout=TIMEOUT_MS)
-        seconds = self.page.evaluate("performance.now()") / 1000
+        seconds = self.page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf",
+                                              timeout=TIMEOUT_MS).json_value() / 1000
         exceptions = self.page.locator('[data-testid="stException"]')
         if exceptions.count():
             raise SystemExit(f"{url}: the app shows an exception:\n{exceptions.first.inner_text()}")
@@ -130,7 +172,7 @@ class Tab:
 
     def slider_changes(self, label: str, n: int) -> list[float]:
         """``n`` key presses on slider ``label`` (right, then left at its end): seconds from each
-        key event to the heatmap redrawn with new values and the script finished."""
+        key event to the heatmap holding new values, the script finished and every canvas drawn."""
         thumb = self.page.locator('[data-testid="stSlider"]').filter(has_text=label).locator('input[type="range"]')
         times = []
         key = "ArrowRight"
@@ -211,9 +253,9 @@ def main() -> None:
         clustering = f"/clustering?run={run_id}"
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
-        pages = (("Clustering (raw, every epoch)", clustering, 3, True, "first"),
-                 ("Clustering (pattern)", clustering + "&rep=pattern", 3, True, "first"),
-                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 3, True, "first"),
+        pages = (("Clustering (raw, every epoch)", clustering, 4, True, "first"),
+                 ("Clustering (pattern)", clustering + "&rep=pattern", 4, True, "first"),
+                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 4, True, "first"),
                  (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, False, "training"))
         log = Path(tmp) / "server.log"
         lines = []
@@ -225,15 +267,15 @@ def main() -> None:
                 lines.append(figure_line(name, seconds, target, received))
             lines.append("In one tab on one server (Clustering opened first, not counted)")
             with serve_app(store.root, log) as (url, server), Tab(browser) as tab:
-                tab.open(url + clustering, 3, True)
-                lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 3, True)[0], "cached"))
+                tab.open(url + clustering, 4, True)
+                lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 4, True)[0], "cached"))
                 for name, path, want, table, target in pages[1:]:
                     seconds, received = tab.open(url + path, want, table)
                     lines.append(figure_line(name + ", not cached", seconds, target, received))
                 lines.append(figure_line("Training, websocket bytes", received / 2**20, "training_mb"))
-                tab.open(url + clustering, 3, True)
+                tab.open(url + clustering, 4, True)
                 for name, label in (("k change", "Clusters k"), ("F change", "Fuzziness F")):
-                    lines.append(changes_line(f"{name} (key event -> heatmap redrawn)",
+                    lines.append(changes_line(f"{name} (key event -> page redrawn)",
                                               tab.slider_changes(label, n_changes)))
                 rss = psutil.Process(server.pid).memory_info().rss / 2**30
                 lines.append(figure_line("Streamlit server RSS after both pages", rss, "rss_gb"))

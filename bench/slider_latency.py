@@ -4,11 +4,10 @@
     python bench/slider_latency.py            # 100 tasks x 50,000 samples x 5 epochs (~1 min on 2 cores)
     python bench/slider_latency.py --quick    # 100 tasks x 5,000 samples x 3 epochs, fewer changes (~20 s)
 
-Writes a synthetic run into a temporary store, as a training run would (spec, dataset.json with
-the known super-groups, p_true of every epoch, status): the CIFAR-100 G3 preset (100 one-vs-rest
-tasks) with CIFAR-100's 20 superclasses, so the alignment scores and the per-group membership
-bars are drawn too. p_true has planted structure: the 5 tasks of a superclass share a
-per-sample difficulty pattern. Then, after one page load that computes and caches the exact
+Writes a synthetic run into a temporary store through the recorder and store code training uses
+(``stg_core.synthetic.write_synthetic_run``): the CIFAR-100 G3 preset (100 one-vs-rest tasks)
+with CIFAR-100's 20 superclasses planted, so the alignment scores and the per-group membership
+bars are drawn too. Then, after one page load that computes and caches the exact
 reduction, two measurements per slider change (k and F alternating over ~10 values each):
 
 1. the page itself, through ``streamlit.testing.v1.AppTest``: ``slider.set_value(v).run()``
@@ -17,7 +16,7 @@ reduction, two measurements per slider change (k and F alternating over ~10 valu
    p90 <= 300 ms (median, p90, max and each change printed, with the time Python's garbage
    collector took: an occasional full collection is the slowest rerun).
 2. the pure compute path, outside Streamlit: ``cluster_tasks`` + ``alignment_scores`` (not
-   cached here) + the three figure builders + ``Figure.to_json`` — the part of (1) that grows
+   cached here) + the three figure builders + ``json.dumps`` of their options — the part of (1) that grows
    with the number of tasks, timed step by step.
 
 Nothing here asserts. The machine may be shared: compare figures within one run only.
@@ -27,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import platform
@@ -42,42 +42,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import plotly  # noqa: E402
 import sklearn  # noqa: E402
 import streamlit  # noqa: E402
 
-from stg_core.config import TrainConfig, spec_from_preset  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
+from stg_core.synthetic import write_synthetic_run  # noqa: E402
 from common import cpu_model, load_average, usable_cores, verdict  # noqa: E402
 
 MAIN = str(ROOT / "app" / "main.py")
 TARGET_S = 0.300
-
-# CIFAR-100's 20 superclasses ("coarse labels") and their fine classes, as the dataset's meta
-# file lists them (the training path reads them from there; the bench must run offline).
-CIFAR100_SUPER = {
-    "aquatic_mammals": ("beaver", "dolphin", "otter", "seal", "whale"),
-    "fish": ("aquarium_fish", "flatfish", "ray", "shark", "trout"),
-    "flowers": ("orchid", "poppy", "rose", "sunflower", "tulip"),
-    "food_containers": ("bottle", "bowl", "can", "cup", "plate"),
-    "fruit_and_vegetables": ("apple", "mushroom", "orange", "pear", "sweet_pepper"),
-    "household_electrical_devices": ("clock", "keyboard", "lamp", "telephone", "television"),
-    "household_furniture": ("bed", "chair", "couch", "table", "wardrobe"),
-    "insects": ("bee", "beetle", "butterfly", "caterpillar", "cockroach"),
-    "large_carnivores": ("bear", "leopard", "lion", "tiger", "wolf"),
-    "large_man-made_outdoor_things": ("bridge", "castle", "house", "road", "skyscraper"),
-    "large_natural_outdoor_scenes": ("cloud", "forest", "mountain", "plain", "sea"),
-    "large_omnivores_and_herbivores": ("camel", "cattle", "chimpanzee", "elephant", "kangaroo"),
-    "medium_mammals": ("fox", "porcupine", "possum", "raccoon", "skunk"),
-    "non-insect_invertebrates": ("crab", "lobster", "snail", "spider", "worm"),
-    "people": ("baby", "boy", "girl", "man", "woman"),
-    "reptiles": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
-    "small_mammals": ("hamster", "mouse", "rabbit", "shrew", "squirrel"),
-    "trees": ("maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"),
-    "vehicles_1": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
-    "vehicles_2": ("lawn_mower", "rocket", "streetcar", "tank", "tractor"),
-}
-
 
 def conditions(n_tasks: int, n_samples: int, n_epochs: int) -> None:
     import torch
@@ -85,35 +58,10 @@ def conditions(n_tasks: int, n_samples: int, n_epochs: int) -> None:
     print("== conditions")
     print(f"cpu: {cpu_model()}; usable cores={usable_cores()}; load average {load_average()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"scikit-learn {sklearn.__version__}, streamlit {streamlit.__version__}, plotly {plotly.__version__}")
+          f"scikit-learn {sklearn.__version__}, streamlit {streamlit.__version__}")
     print(f"run: {n_tasks} tasks x {n_samples:,} samples x {n_epochs} epochs of p_true (float16); task vectors "
           f"{n_tasks} x {n_epochs * n_samples * 2:,}; CIFAR-100 G3 tasks with the 20 superclasses as known groups")
     print()
-
-
-def write_synthetic_run(store: ArtifactStore, n_samples: int, n_epochs: int, seed: int = 0) -> str:
-    """A finished CIFAR-100 G3 run of synthetic p_true ``(100, n_samples)`` per epoch; returns its id."""
-    spec = spec_from_preset("cifar100-g3", train=TrainConfig(epochs=n_epochs))
-    run_id = store.save_spec(spec, extra={"versions": {"numpy": np.__version__,
-                                                       "python": platform.python_version()},
-                                          "synthetic": "bench/slider_latency.py"})
-    names = [t.positives[0] for t in spec.tasks]
-    group_of = {c: g for g, classes in CIFAR100_SUPER.items() for c in classes}
-    store.write_dataset_info(run_id, {"name": "cifar100", "kind": "classes", "class_names": names,
-                                      "super_groups": {g: list(c) for g, c in CIFAR100_SUPER.items()},
-                                      "image_shape": [32, 32, 3], "source": "synthetic"})
-    rng = np.random.default_rng(seed)
-    groups = sorted(CIFAR100_SUPER)
-    pattern = rng.standard_normal((len(groups), n_samples), dtype=np.float32) * 1.5   # shared per superclass
-    own = rng.standard_normal((len(names), n_samples), dtype=np.float32) * 0.7         # per task
-    logit = pattern[[groups.index(group_of[c]) for c in names]] + own + 1.0
-    for epoch in range(1, n_epochs + 1):
-        noise = rng.standard_normal(logit.shape, dtype=np.float32) * 0.5
-        p_true = 1.0 / (1.0 + np.exp(-(logit * (0.5 + epoch / n_epochs) + noise)))  # learning over epochs
-        store.write_p_true(run_id, epoch, p_true)
-    store.write_status(run_id, state="completed", epochs_done=n_epochs, epochs=n_epochs, pid=None,
-                       n_train=n_samples, n_test=0, device="cpu", model="synthetic")
-    return run_id
 
 
 class _GcTimer:
@@ -157,7 +105,7 @@ def bench_page(store_root: Path, k_values: list[int], f_values: list[float]) -> 
     first = time.perf_counter() - t
     if at.exception or at.error:
         raise SystemExit(f"the page failed: {[e.value for e in at.exception] or [e.value for e in at.error]}")
-    charts = [c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")]  # element ids end with the key
+    charts = [c.proto.id.rsplit("-", 1)[-1] for c in at.get("echarts_chart")]  # element ids end with the key
     print(f"== 1. the page (AppTest), after a first load of {first:.1f} s (reduction computed and cached)")
     print(f"   on the page: figures {', '.join(charts)}; {len(at.metric)} alignment metrics; membership table")
     at.slider(key="k").set_value(k_values[0]).run()  # one untimed change: first re-clustering, imports
@@ -189,7 +137,7 @@ def bench_page(store_root: Path, k_values: list[int], f_values: list[float]) -> 
 
 
 def bench_compute(store: ArtifactStore, run_id: str, k_values: list[int], f_values: list[float]) -> None:
-    from app.charts import group_membership_bars, membership_heatmap, task_map
+    from app.cluster_charts import group_membership_bars, membership_heatmap, task_map
     from stg_core.clustering import alignment_scores, cluster_tasks, task_groups
     from stg_core.run_vectors import load_reduced_task_vectors
 
@@ -199,7 +147,7 @@ def bench_compute(store: ArtifactStore, run_id: str, k_values: list[int], f_valu
     groups = task_groups(names, spec.tasks, store.read_dataset_info(run_id)["super_groups"])
     largest = max(set(groups.values()))
     steps: dict[str, list[float]] = {s: [] for s in ("cluster_tasks", "alignment_scores", "membership_heatmap",
-                                                     "task_map", "group_membership_bars", "to_json (3 figures)")}
+                                                     "task_map", "group_membership_bars", "json (3 figures)")}
     totals = []
     settings = [(k, 2.0) for k in k_values] + [(k_values[-1], f) for f in f_values]
     for i, (k, f) in enumerate(settings):
@@ -214,8 +162,8 @@ def bench_compute(store: ArtifactStore, run_id: str, k_values: list[int], f_valu
         t4 = time.perf_counter()
         figs.append(group_membership_bars(result.memberships, names, groups, largest))
         t5 = time.perf_counter()
-        for fig in figs:
-            fig.to_json()
+        for option in figs:
+            json.dumps(option)
         t6 = time.perf_counter()
         if i == 0:
             continue  # warm-up
@@ -246,7 +194,7 @@ def main() -> None:
     try:
         store = ArtifactStore(root)
         t = time.perf_counter()
-        run_id = write_synthetic_run(store, n_samples, n_epochs)
+        run_id = write_synthetic_run(store, "cifar100-g3", n_samples=n_samples, n_epochs=n_epochs)
         print(f"synthetic run {run_id} written in {time.perf_counter() - t:.1f} s\n")
         bench_page(root, k_values, f_values)
         bench_compute(store, run_id, k_values, f_values)

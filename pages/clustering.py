@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import cluster_order, contingency_heatmap, group_membership_bars, membership_heatmap, task_map
+from app.charts import cluster_order
+from app.cluster_charts import contingency_heatmap, group_membership_bars, membership_heatmap, show, task_map
 from app.claims_panel import claims_panel
 from app.state import (active_run, epochs_from_url, epochs_to_url, glossary, run_problems_or_stop,
                        statistics_or_stop, to_url, url_default)
@@ -100,9 +101,8 @@ def grouping_view() -> None:
         heatmap = membership_heatmap(memberships, names, order, bands=[groups.get(n, "") for n in names])
     else:
         heatmap = membership_heatmap(memberships, names)
-    left.plotly_chart(heatmap, key="heatmap")
-    right.plotly_chart(task_map(reduced, names, memberships, result.labels, centers=result.cluster_centers),
-                       key="task_map")
+    show(left, heatmap, "heatmap")
+    show(right, task_map(reduced, names, memberships, result.labels, centers=result.cluster_centers), "task_map")
     right.caption("Each point is a task: its position is the first two principal axes of the task vectors "
                   "(the directions in which the tasks' data maps differ most), its colour the cluster, its size and "
                   "opacity its largest membership. Clusters that overlap here may still be apart in the other axes.")
@@ -153,8 +153,7 @@ def known_groups(memberships: np.ndarray, labels: np.ndarray) -> None:
                    for metric, label in (("ari", "ARI"), ("nmi", "NMI"), ("purity", "purity"))))
     matched = contingency(labels[members], list(groups.values()))
     left, right = st.columns([3, 2])
-    left.plotly_chart(contingency_heatmap(matched.table, matched.groups, matched.clusters, matched.matched),
-                      key="contingency")
+    show(left, contingency_heatmap(matched.table, matched.groups, matched.clusters, matched.matched), "contingency")
     right.caption(f"{len(members)} one-vs-rest tasks have a known group. Each known group is matched to one "
                   f"cluster (Hungarian matching, most shared tasks): {matched.on_diagonal} of {len(members)} tasks "
                   f"sit in their group's matched cluster. Groups and clusters without a partner come last.")
@@ -168,7 +167,7 @@ def known_groups(memberships: np.ndarray, labels: np.ndarray) -> None:
                                  "tasks is shared among the clusters: a grouping that matches the known groups puts "
                                  "the tasks of one group in the same cluster.")
     to_url(group=group)
-    right.plotly_chart(group_membership_bars(memberships, names, groups, group), key="group_bars")
+    show(right, group_membership_bars(memberships, names, groups, group), "group_bars")
 
 
 grouping_view()

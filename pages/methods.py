@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import affinity_heatmap, agreement_heatmap, cluster_order, grouping_label, membership_heatmap
+from app.charts import affinity_heatmap, agreement_heatmap, cluster_order, grouping_label
+from app.cluster_charts import membership_heatmap, show
 from app.job_panel import clamp_fraction, job_buttons, progress_bar, worker_log
 from app.state import completed_run_or_stop, flash, glossary, show_flash, to_url, url_default
 from stg_core import jobs
@@ -263,8 +264,8 @@ methods_done = list(results)
 for start in range(0, len(methods_done), per_row):
     cols = st.columns(per_row)
     for col, method in zip(cols, methods_done[start:start + per_row]):
-        col.plotly_chart(membership_heatmap(shown[method], names, order=order, title=grouping_label(method)),
-                         key=f"heatmap_{method}")
+        show(col, membership_heatmap(shown[method], names, order=order, title=grouping_label(method)),
+             f"heatmap_{method}")
 
 st.subheader("Warnings and notes: collapse, fallbacks, early settling, deviations")
 for method, result in results.items():

@@ -1,5 +1,6 @@
 """The Clustering page, rendered headless with AppTest."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
+from tests.echarts_options import chart_option, heatmap_matrix
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -62,7 +64,8 @@ for page in ("../pages/clustering.py", "../pages/training.py"):
     assert not at.exception, at.exception
     assert at.title[0].value == page.split("/")[-1][:-3].capitalize()
     assert not at.error and not at.info, "the page stopped before its figures"
-    assert at.get("plotly_chart"), "the page drew no figure"  # memberships, or the data maps
+    drawn = at.get("echarts_chart" if page.endswith("clustering.py") else "plotly_chart")
+    assert drawn, "the page drew no figure"  # memberships, or the data maps
 print(sorted(m for m in ("torch", "torchvision") if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "STG_STORE": str(store.root)},
@@ -81,12 +84,16 @@ def test_no_epoch_selected_shows_an_error(store, monkeypatch):
 def test_membership_heatmap_orders_tasks_by_cluster_and_keeps_names_as_labels():
     import numpy as np
 
-    from app.charts import membership_heatmap
+    from app.cluster_charts import membership_heatmap
 
     m = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    fig = membership_heatmap(m, ["0", "1", "2", "3"])
-    assert list(fig.data[0].y) == ["1", "3", "0", "2"]  # cluster 0 by membership, then cluster 1
-    assert fig.layout.yaxis.type == "category"
+    option = membership_heatmap(m, ["0", "1", "2", "3"])
+    assert option["yAxis"][0] == {**option["yAxis"][0], "type": "category", "data": ["1", "3", "0", "2"]}
+    np.testing.assert_allclose(heatmap_matrix(option), m[[1, 3, 0, 2]])  # cluster 0 by membership, then 1
+    assert option["xAxis"][0]["data"] == ["cluster 0", "cluster 1"]
+    assert json.loads(json.dumps(option)) == option  # plain JSON: what st.echarts_chart sends
+    with pytest.raises(ValueError, match="do not match"):
+        membership_heatmap(m, ["0", "1", "2"])
 
 
 # ---- known groups and the task map -----------------------------------------------------------
@@ -109,14 +116,6 @@ def grouped_store(tmp_path_factory):
     return store
 
 
-def _figure(at: AppTest, key: str) -> dict:
-    import json
-
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1, f"no single chart with key {key!r}"
-    return json.loads(charts[0].proto.spec)
-
-
 def test_group_membership_bars_for_a_run_with_known_groups(grouped_store, monkeypatch):
     at = _clustering_page(grouped_store.root, monkeypatch)
     assert not at.exception and not at.error
@@ -124,16 +123,15 @@ def test_group_membership_bars_for_a_run_with_known_groups(grouped_store, monkey
     box = at.selectbox(key="known_group")
     assert box.options[:2] == ["tops (4 tasks)", "footwear (3 tasks)"]  # largest group first
     assert box.value == "tops" and at.query_params["group"] == "tops"
-    bars = _figure(at, "group_bars")["data"]
-    assert [b["name"] for b in bars] == ["cluster 0", "cluster 1", "cluster 2"]  # one bar per cluster (k = 3)
-    assert bars[0]["x"] == ["T-shirt/top", "Pullover", "Coat", "Shirt"]
+    bars = chart_option(at, "group_bars")
+    assert [b["name"] for b in bars["series"]] == ["cluster 0", "cluster 1", "cluster 2"]  # one per cluster (k = 3)
+    assert bars["xAxis"]["data"] == ["T-shirt/top", "Pullover", "Coat", "Shirt"]
     box.set_value("footwear").run()
     assert not at.exception
-    bars = _figure(at, "group_bars")["data"]
-    assert bars[0]["x"] == ["Sandal", "Sneaker", "Ankle boot"]
+    assert chart_option(at, "group_bars")["xAxis"]["data"] == ["Sandal", "Sneaker", "Ankle boot"]
     assert at.query_params["group"] == "footwear"
     at.slider(key="k").set_value(5).run()
-    assert len(_figure(at, "group_bars")["data"]) == 5
+    assert len(chart_option(at, "group_bars")["series"]) == 5
     assert at.selectbox(key="known_group").value == "footwear"  # kept across re-clustering
 
 
@@ -141,8 +139,8 @@ def test_changing_k_recolours_the_task_map(grouped_store, monkeypatch):
     at = _clustering_page(grouped_store.root, monkeypatch)
 
     def colour_of_task() -> dict[str, str]:
-        traces = [t for t in _figure(at, "task_map")["data"] if t["name"].startswith("cluster")]
-        return {name: t["marker"]["color"] for t in traces for name in t["text"]}
+        series = [s for s in chart_option(at, "task_map")["series"] if s["name"].startswith("cluster")]
+        return {p["name"]: s["itemStyle"]["color"] for s in series for p in s["data"]}
 
     three = colour_of_task()
     assert len(three) == 15 and len(set(three.values())) == 3
@@ -158,17 +156,18 @@ def test_changing_k_recolours_the_task_map(grouped_store, monkeypatch):
 def test_group_membership_bars_figure():
     import numpy as np
 
-    from app.charts import cluster_color, group_membership_bars
+    from app.charts import cluster_color
+    from app.cluster_charts import group_membership_bars
 
     w = np.array([[0.1, 0.9], [0.5, 0.5], [0.7, 0.3], [0.4, 0.6], [0.2, 0.8]])
     names = ["Sneaker", "Random", "Coat", "3", "Sandal"]
     groups = {"Sneaker": "footwear", "Coat": "tops", "3": "footwear", "Sandal": "footwear"}
-    fig = group_membership_bars(w, names, groups, "footwear")
-    assert [t.name for t in fig.data] == ["cluster 0", "cluster 1"]
-    assert list(fig.data[0].x) == ["Sneaker", "3", "Sandal"]  # the group's tasks, in task order
-    assert list(fig.data[0].y) == [0.1, 0.4, 0.2] and list(fig.data[1].y) == [0.9, 0.6, 0.8]
-    assert [t.marker.color for t in fig.data] == [cluster_color(0), cluster_color(1)]
-    assert fig.layout.barmode == "group" and fig.layout.xaxis.type == "category"
+    option = group_membership_bars(w, names, groups, "footwear")
+    assert [s["name"] for s in option["series"]] == ["cluster 0", "cluster 1"]
+    assert option["xAxis"] == {**option["xAxis"], "type": "category", "data": ["Sneaker", "3", "Sandal"]}  # in task order
+    assert option["series"][0]["data"] == [0.1, 0.4, 0.2] and option["series"][1]["data"] == [0.9, 0.6, 0.8]
+    assert [s["itemStyle"]["color"] for s in option["series"]] == [cluster_color(0), cluster_color(1)]
+    assert all(s["type"] == "bar" and "stack" not in s for s in option["series"])  # grouped, side by side
     with pytest.raises(ValueError, match="'hats'"):
         group_membership_bars(w, names, groups, "hats")
     with pytest.raises(ValueError, match="do not match"):
@@ -185,30 +184,32 @@ def test_cluster_colors_are_distinct_up_to_20_clusters():
 def test_task_map_figure():
     import numpy as np
 
-    from app.charts import cluster_color, task_map
+    from app.charts import cluster_color
+    from app.cluster_charts import task_map
 
     reduced = np.array([[3.0, 1.0, 0.5], [2.0, -1.0, 0.1], [-2.0, 0.5, -0.3], [-3.0, -0.5, -0.3]])
     w = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
     labels = np.array([0, 0, 1, 1])  # the last task is a tie: labels decide its colour
     centers = np.array([[2.5, 0.0, 0.3], [-2.5, 0.0, -0.3]])
-    fig = task_map(reduced, ["a", "b", "c", "d"], w, labels, centers=centers)
-    clusters = [t for t in fig.data if t.name.startswith("cluster")]
-    assert [t.name for t in clusters] == ["cluster 0 (2)", "cluster 1 (2)"]
-    assert list(clusters[0].text) == ["a", "b"] and list(clusters[1].text) == ["c", "d"]
-    assert list(clusters[0].x) == [3.0, 2.0] and list(clusters[0].y) == [1.0, -1.0]  # first two columns
-    assert [t.marker.color for t in clusters] == [cluster_color(0), cluster_color(1)]
-    size_a, size_b = clusters[0].marker.size
-    opacity_c, opacity_d = clusters[1].marker.opacity
+    option = task_map(reduced, ["a", "b", "c", "d"], w, labels, centers=centers)
+    clusters = [s for s in option["series"] if s["name"].startswith("cluster")]
+    assert [s["name"] for s in clusters] == ["cluster 0 (2)", "cluster 1 (2)"]
+    assert [[p["name"] for p in s["data"]] for s in clusters] == [["a", "b"], ["c", "d"]]
+    assert [p["value"][:2] for p in clusters[0]["data"]] == [[3.0, 1.0], [2.0, -1.0]]  # first two columns
+    assert [s["itemStyle"]["color"] for s in clusters] == [cluster_color(0), cluster_color(1)]
+    size_a, size_b = (p["symbolSize"] for p in clusters[0]["data"])
+    opacity_c, opacity_d = (p["itemStyle"]["opacity"] for p in clusters[1]["data"])
     assert size_a > size_b and opacity_c > opacity_d  # larger membership: bigger, more opaque
     assert opacity_d == pytest.approx(0.4)  # spread evenly over the clusters: faintest
-    assert list(fig.data[-1].x) == [2.5, -2.5] and fig.data[-1].name == "centroids"
+    centroids = option["series"][-1]
+    assert centroids["name"] == "centroids" and [p["value"] for p in centroids["data"]] == [[2.5, 0.0], [-2.5, 0.0]]
     total = (reduced ** 2).sum()
-    assert f"{(reduced[:, 0] ** 2).sum() / total:.0%}" in fig.layout.xaxis.title.text
-    assert clusters[0].mode == "markers+text"
-    assert task_map(reduced, list("abcd"), w, show_names=False).data[0].mode == "markers"
+    assert f"{(reduced[:, 0] ** 2).sum() / total:.0%}" in option["xAxis"]["name"]
+    assert clusters[0]["label"]["show"] is True
+    assert task_map(reduced, list("abcd"), w, show_names=False)["series"][0]["label"]["show"] is False
     line = task_map(reduced[:, :1], list("abcd"), w)  # a one-column reduction: second axis at 0
-    assert all(v == 0 for t in line.data for v in t.y)
-    assert [t.name for t in task_map(reduced, list("abcd"), w).data] == ["cluster 0 (3)", "cluster 1 (1)"]  # argmax
+    assert all(p["value"][1] == 0 for s in line["series"] for p in s["data"])
+    assert [s["name"] for s in task_map(reduced, list("abcd"), w)["series"]] == ["cluster 0 (3)", "cluster 1 (1)"]
     with pytest.raises(ValueError, match="one row per task"):
         task_map(reduced[:3], list("abcd"), w)
 
@@ -292,25 +293,24 @@ def test_known_groups_order_band_and_matched_contingency(grouped_store, monkeypa
     at = _clustering_page(grouped_store.root, monkeypatch)
     at.radio(key="task_order").set_value("known group").run()
     assert not at.exception and not at.error
-    heat = _figure(at, "heatmap")
-    band, memberships = heat["data"]
-    assert band["x"] == ["known group"] and memberships["x"][0] == "cluster 0"
+    heat = chart_option(at, "heatmap")
+    memberships, band = heat["series"]
+    assert heat["xAxis"][1]["data"] == ["known group"] and heat["xAxis"][0]["data"][0] == "cluster 0"
+    assert heat["yAxis"][0]["data"] == heat["yAxis"][1]["data"]  # the band's rows are the heatmap's
     groups = run_task_groups(grouped_store, grouped_store.run_ids()[0])
-    shown = [g[0] for g in band["customdata"] if g[0]]
+    rows = heat["yAxis"][0]["data"]
+    shown = [groups[rows[p["value"][1]]] for p in band["data"] if p["value"][2] >= 0]
     assert shown == sorted(shown) and sorted(shown) == sorted(groups.values())  # ordered by group
+    assert all(p["name"] == f"{rows[p['value'][1]]}: {groups.get(rows[p['value'][1]], '—')}" for p in band["data"])
     table = at.dataframe[0].value
     labels = dict(zip(table.index, table["cluster"]))
     expected = contingency([labels[t] for t in groups], list(groups.values()))
-    drawn = _figure(at, "contingency")["data"][0]
-    assert drawn["y"] == expected.groups and drawn["x"] == [f"cluster {j}" for j in expected.clusters]
-    z = drawn["z"]
-    if isinstance(z, dict):  # a typed array, base64-encoded
-        import base64
-
-        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
-            [int(v) for v in str(z["shape"]).split(",")])
-    np.testing.assert_array_equal(np.asarray(z), expected.table)
-    assert np.asarray(z).sum() == len(groups)
+    drawn = chart_option(at, "contingency")
+    assert drawn["yAxis"]["data"] == expected.groups
+    assert drawn["xAxis"]["data"] == [f"cluster {j}" for j in expected.clusters]
+    z = heatmap_matrix(drawn)
+    np.testing.assert_array_equal(z, expected.table)
+    assert z.sum() == len(groups)
 
 
 def test_epochs_and_representation_come_from_the_url(grouped_store, monkeypatch):

@@ -14,6 +14,7 @@ from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import load_evaluation_spec, run_evaluation
 from stg_core.grouping import GROUPING_METHODS, GroupingSpec, grouping_dir, run_grouping, save_grouping_spec
 from stg_core.store import ArtifactStore, update_status_file
+from tests.echarts_options import chart_keys, chart_option, heatmap_matrix
 from stg_core.training import train_run
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -259,11 +260,14 @@ def test_finished_groupings_side_by_side(grouped, monkeypatch):
     assert not at.exception and not at.error
     assert not at.get("progress")  # all finished: no progress bar, no polling
     keys = _chart_keys(at)
-    assert [k for k in keys if k.startswith("heatmap_")] == ["heatmap_stg", "heatmap_tag", "heatmap_random"]
-    heatmaps = {m: _figure(at, f"heatmap_{m}")["data"][0] for m in DONE}
-    order = heatmaps["stg"]["y"]
+    assert chart_keys(at) == ["heatmap_stg", "heatmap_tag", "heatmap_random"]
+    heatmaps = {m: chart_option(at, f"heatmap_{m}") for m in DONE}
+    order = heatmaps["stg"]["yAxis"][0]["data"]
     assert sorted(order) == sorted(results["stg"].task_names)
-    assert all(h["y"] == order for h in heatmaps.values())  # the same task order for every method
+    assert all(h["yAxis"][0]["data"] == order for h in heatmaps.values())  # the same task order for every method
+    rows = [results["stg"].task_names.index(t) for t in order]
+    np.testing.assert_allclose(heatmap_matrix(heatmaps["stg"]), np.asarray(results["stg"].memberships)[rows],
+                               atol=5e-4)  # the reference's own clusters, drawn rounded to 3 decimals
     assert [k for k in keys if k.startswith("affinity_")] == ["affinity_tag"]  # only TAG has an affinity
     affinity = _figure(at, "affinity_tag")["data"][0]
     assert affinity["x"] == order and affinity["y"] == order
@@ -296,7 +300,7 @@ def test_finished_groupings_side_by_side(grouped, monkeypatch):
     _choose(at, ["stg", "dmtg"])  # a method not run with these settings is named, the others shown
     assert not at.exception and not at.error
     assert any("DMTG: not launched with these settings" in c.value for c in at.caption)
-    assert [k for k in _chart_keys(at) if k.startswith("heatmap_")] == ["heatmap_stg"]
+    assert chart_keys(at) == ["heatmap_stg"]
     assert any("no other method to compare" in c.value for c in at.caption)
 
 
@@ -374,14 +378,14 @@ def test_alignment_with_known_groups(tmp_path, monkeypatch):
 # ---- figure builders -------------------------------------------------------------------------
 
 def test_membership_heatmap_takes_a_task_order():
-    from app.charts import membership_heatmap
+    from app.cluster_charts import membership_heatmap
 
     m = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    assert list(membership_heatmap(m, ["0", "1", "2", "3"]).data[0].y) == ["1", "3", "0", "2"]  # default unchanged
-    fig = membership_heatmap(m, ["0", "1", "2", "3"], order=[3, 2, 1, 0], title="TAG")
-    assert list(fig.data[0].y) == ["3", "2", "1", "0"]
-    np.testing.assert_allclose(fig.data[0].z, m[[3, 2, 1, 0]])
-    assert fig.layout.title.text == "TAG"
+    assert membership_heatmap(m, ["0", "1", "2", "3"])["yAxis"][0]["data"] == ["1", "3", "0", "2"]  # default unchanged
+    option = membership_heatmap(m, ["0", "1", "2", "3"], order=[3, 2, 1, 0], title="TAG")
+    assert option["yAxis"][0]["data"] == ["3", "2", "1", "0"]
+    np.testing.assert_allclose(heatmap_matrix(option), m[[3, 2, 1, 0]])
+    assert option["title"]["text"] == "TAG"
     with pytest.raises(ValueError, match="permutation"):
         membership_heatmap(m, ["0", "1", "2", "3"], order=[0, 0, 1, 2])
 
