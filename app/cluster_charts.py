@@ -5,8 +5,8 @@ no store access). Each option carries the figure's height in px under ``"height"
 Why ECharts here, and Plotly for the other figures: a k or F change redraws these figures from
 new memberships. ``st.plotly_chart`` gives a chart a new identity whenever its figure changes,
 so each change unmounts and mounts every Plotly figure again (and draws it twice), while a keyed
-``st.echarts_chart`` keeps its chart and updates it in place. Measured at 100 tasks, that halves
-the time a k or F change takes in the browser (bench/README.md, ``scale.py``).
+``st.echarts_chart`` keeps its chart and updates it in place, which makes a k or F change at
+100 tasks markedly faster in the browser (before / after figures: bench/README.md, ``scale.py``).
 """
 
 from __future__ import annotations
