@@ -89,7 +89,7 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
         "yAxis": [{"type": "category", "data": rows, "inverse": True, "gridIndex": 0,
                    "axisLabel": {"fontSize": font, "interval": 0, "show": bands is None}}],
         "visualMap": [{"type": "continuous", "min": 0, "max": 1, "seriesIndex": 0, "calculable": False,
-                       "orient": "vertical", "right": 0, "top": "middle", "itemHeight": 160,
+                       "orient": "vertical", "right": 0, "top": top, "itemHeight": 160,  # beside the first rows
                        "text": ["membership 1", "0"], "inRange": {"color": list(BLUES)}}],
         "series": [{"type": "heatmap", "name": "membership", "xAxisIndex": 0, "yAxisIndex": 0,
                     "data": [{"value": [j, i, z[i][j]], "name": f"{rows[i]} · {clusters[j]}"}
@@ -100,7 +100,8 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
     if bands is not None:
         labels = [str(bands[i]) for i in order]
         known = sorted({b for b in labels if b})
-        option["grid"].append({"left": left, "width": band - 4, "top": top, "bottom": bottom, "outerBoundsMode": "none"})
+        option["grid"].append({"left": left, "width": band - 4, "top": top, "bottom": bottom,
+                               "outerBoundsMode": "none"})
         option["xAxis"].append({"type": "category", "data": [band_title], "gridIndex": 1,
                                 "axisLabel": {"rotate": 60, "interval": 0}})
         option["yAxis"].append({"type": "category", "data": rows, "inverse": True, "gridIndex": 1,
@@ -109,8 +110,8 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
                                     "pieces": [{"value": j, "color": cluster_color(j)} for j in range(len(known))],
                                     "outOfRange": {"color": "rgba(0,0,0,0)"}})
         option["series"].append({"type": "heatmap", "name": band_title, "xAxisIndex": 1, "yAxisIndex": 1,
-                                 "data": [{"value": [0, i, known.index(b) if b else -1], "name": f"{rows[i]}: {b or '—'}"}
-                                          for i, b in enumerate(labels)],
+                                 "data": [{"value": [0, i, known.index(b) if b else -1],
+                                           "name": f"{rows[i]}: {b or '—'}"} for i, b in enumerate(labels)],
                                  "tooltip": {"formatter": band_title + " of {b}"}})
     return option
 
