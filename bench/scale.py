@@ -51,6 +51,7 @@ from app_server import headless_browser, serve_app  # noqa: E402
 from common import cpu_model, load_average, usable_cores, verdict  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.synthetic import write_synthetic_run  # noqa: E402
+from tests.echarts_options import MEMBERSHIP_SPEC_JS  # noqa: E402
 
 TARGETS = {"first": 2.0, "cached": 1.5, "training": 3.0, "training_mb": 3.0, "change_p90": 0.300, "rss_gb": 1.0}
 TIMEOUT_MS = 600_000
@@ -85,24 +86,6 @@ DRAWN_JS = """([want, table]) => {
     window.__met = window.__met || performance.now();
     if (performance.now() - window.__lastDraw < 300) return null;
     return Math.max(window.__met, window.__lastDraw);
-}"""
-# The membership heatmap's option as ECharts applied it: the option the chart element holds
-# (React's props of the element), once the chart's aria-label describes its first cell.
-HEATMAP_JS = """() => {
-    for (const el of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
-        const label = el.getAttribute('aria-label') || '';
-        if (!label.includes('named membership')) continue;
-        let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
-        while (f && !(f.memoizedProps && f.memoizedProps.element && f.memoizedProps.element.spec)) f = f.return;
-        if (!f) return null;
-        for (const fiber of [f, f.alternate]) {  // React keeps two versions of a component: the current one
-            const spec = fiber && fiber.memoizedProps.element && fiber.memoizedProps.element.spec;
-            const first = spec && JSON.parse(spec).series[0].data[0];
-            if (first && label.includes(` is ${(first.value || first).join(', ')},`)) return spec;
-        }
-        return null;
-    }
-    return null;
 }"""
 # Arms a frame-by-frame watch of the next key event: window.__t1 is set once the heatmap holds a
 # new option, the script has finished and no canvas was drawn on for 300 ms, to the later of
@@ -179,7 +162,7 @@ class Tab:
         for _ in range(n + 1):  # the first change warms up (imports, first re-clustering): not counted
             if thumb.input_value() == thumb.get_attribute("aria-valuemax"):
                 key = "ArrowLeft"
-            self.page.evaluate(ARM_JS, HEATMAP_JS)
+            self.page.evaluate(ARM_JS, MEMBERSHIP_SPEC_JS)
             thumb.focus()
             thumb.press(key)
             self.page.wait_for_function("window.__t1 !== null", polling="raf", timeout=TIMEOUT_MS)

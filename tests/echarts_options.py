@@ -1,11 +1,34 @@
-"""Reading the ECharts figures (``app.cluster_charts``) back in tests: the option a page drew
-under a key, and the matrix a heatmap option draws."""
+"""Reading the ECharts figures (``app.cluster_charts``) back in tests and benchmarks: the option a
+page drew under a key, the matrix a heatmap option draws, and the membership heatmap as a
+browser drew it."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+
+
+# The spec (a JSON string) of the membership heatmap as ECharts applied it in a browser page, or
+# null: the option its chart element holds (React's props of the element; React keeps two
+# versions of a component, the current one is either), once the chart's aria-label, which
+# ECharts writes from the applied option, describes that option's first cell. For Playwright's
+# ``page.evaluate`` (tests/test_browser.py, bench/scale.py).
+MEMBERSHIP_SPEC_JS = """() => {
+    for (const el of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
+        const label = el.getAttribute('aria-label') || '';
+        if (!label.includes('named membership')) continue;
+        let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
+        while (f && !(f.memoizedProps && f.memoizedProps.element && f.memoizedProps.element.spec)) f = f.return;
+        for (const fiber of f ? [f, f.alternate] : []) {
+            const spec = fiber && fiber.memoizedProps.element && fiber.memoizedProps.element.spec;
+            const first = spec && JSON.parse(spec).series[0].data[0];
+            if (first && label.includes(`the data for ${first.name} is ${first.value.join(', ')}`)) return spec;
+        }
+        return null;
+    }
+    return null;
+}"""
 
 
 def chart_option(at, key: str) -> dict:

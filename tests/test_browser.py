@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from stg_core.demo import DEMOS
+from tests.echarts_options import MEMBERSHIP_SPEC_JS
 
 pytestmark = pytest.mark.slow  # a real browser over a served app, trainings included: minutes
 
@@ -41,29 +42,15 @@ STEP_TIMEOUT_MS = 60_000
 # docs/clustering.png only when env STG_UPDATE_SCREENSHOT=1.
 SCREENSHOT = ROOT / "docs" / "clustering.png"
 SCREENSHOT_VIEWPORT = {"width": 1280, "height": 900}
-# The membership heatmap as drawn: the option its ECharts chart element holds (React's props of
-# the element), once ECharts has applied it (ECharts then describes the option's first cell in
-# the chart's aria-label).
-HEATMAP_JS = """() => {
-    for (const el of document.querySelectorAll('[data-testid="stEChartsChart"]')) {
-        const label = el.getAttribute('aria-label') || '';
-        if (!label.includes('named membership')) continue;
-        let f = el[Object.keys(el).find(k => k.startsWith('__reactFiber'))];
-        while (f && !(f.memoizedProps && f.memoizedProps.element && f.memoizedProps.element.spec)) f = f.return;
-        if (!f) return null;
-        const option = [f, f.alternate].map(fiber => fiber && fiber.memoizedProps.element  // React keeps two
-            && JSON.parse(fiber.memoizedProps.element.spec)).find(o => {                   // versions of it
-            const first = o && o.series[0].data[0];
-            return first && label.includes(`the data for ${first.name} is ${first.value.join(', ')}`);
-        });
-        if (!option) return null;  // not yet applied
-        const series = option.series[0], x = option.xAxis[0].data, y = option.yAxis[0].data;
-        const z = y.map(() => x.map(() => 0));
-        for (const item of series.data) z[item.value[1]][item.value[0]] = item.value[2];
-        return {x: x.map(String), y: y.map(String), columns: x.length, z: JSON.stringify(z)};
-    }
-    return null;
-}"""
+# The membership heatmap as drawn: x and y labels, columns, z.
+HEATMAP_JS = f"""() => {{
+    const spec = ({MEMBERSHIP_SPEC_JS})();
+    if (spec === null) return null;  // not yet applied
+    const option = JSON.parse(spec), series = option.series[0], x = option.xAxis[0].data, y = option.yAxis[0].data;
+    const z = y.map(() => x.map(() => 0));
+    for (const item of series.data) z[item.value[1]][item.value[0]] = item.value[2];
+    return {{x: x.map(String), y: y.map(String), columns: x.length, z: JSON.stringify(z)}};
+}}"""
 # The claims panel's table as drawn: one {claim: [cells...]} entry per body row.
 CLAIMS_JS = """() => {
     const out = {};
