@@ -21,9 +21,10 @@ figure holds its data, and the last canvas draw call is done (none follows for 3
    and fills the cache), a reload of it (cached), then the pattern representation and the
    epoch selection (reductions not cached) and Training (data map not cached) opened in the
    same tab; the bytes the websocket received for Training; 10 k and 10 F changes on
-   Clustering (keyboard on the slider: from the key event to the membership heatmap holding
-   new values, the script finished and the last canvas draw call done; median, p90); the
-   server's RSS.
+   Clustering's Memberships tab (keyboard on the slider: from the key event to the membership
+   heatmap holding new values, the script finished and the last canvas draw call done; median,
+   p90); the Known groups tab opened by a link (cached) and 10 k and 10 F changes on it (to its
+   charts holding new values); the server's RSS.
 3. The framework's share, measured the same way on ``bench/floor_app.py`` (a title, the k
    slider and the same membership heatmap, nothing else): its first visit and its k changes.
 
@@ -87,8 +88,15 @@ DRAWN_JS = """([want, table]) => {
     if (performance.now() - window.__lastDraw < 300) return null;
     return Math.max(window.__met, window.__lastDraw);
 }"""
-# Arms a frame-by-frame watch of the next key event: window.__t1 is set once the heatmap holds a
-# new option, the script has finished and no canvas was drawn on for 300 ms, to the later of
+# Every ECharts chart's description of the option it applied (its aria-label), or null while one
+# has none: what the Known groups view's k / F changes are watched by.
+CHARTS_JS = """() => {
+    const labels = Array.from(document.querySelectorAll('[data-testid="stEChartsChart"]'),
+                              c => c.getAttribute('aria-label'));
+    return labels.length && labels.every(l => l) ? labels.join('|') : null;
+}"""
+# Arms a frame-by-frame watch of the next key event: window.__t1 is set once the figures (the
+# membership heatmap, or every chart: ``heatmapJs``) hold a new option, the script has finished and no canvas was drawn on for 300 ms, to the later of
 # the first two and the last draw call.
 ARM_JS = """(heatmapJs) => {
     const heatmap = eval(heatmapJs);
@@ -153,16 +161,17 @@ class Tab:
             raise SystemExit(f"{url}: the app shows an exception:\n{exceptions.first.inner_text()}")
         return seconds, self.received
 
-    def slider_changes(self, label: str, n: int) -> list[float]:
+    def slider_changes(self, label: str, n: int, drawn_js: str = MEMBERSHIP_SPEC_JS) -> list[float]:
         """``n`` key presses on slider ``label`` (right, then left at its end): seconds from each
-        key event to the heatmap holding new values, the script finished and every canvas drawn."""
+        key event to the figures holding new values (``drawn_js`` returns what they hold: the
+        membership heatmap's option by default), the script finished and every canvas drawn."""
         thumb = self.page.locator('[data-testid="stSlider"]').filter(has_text=label).locator('input[type="range"]')
         times = []
         key = "ArrowRight"
         for _ in range(n + 1):  # the first change warms up (imports, first re-clustering): not counted
             if thumb.input_value() == thumb.get_attribute("aria-valuemax"):
                 key = "ArrowLeft"
-            self.page.evaluate(ARM_JS, MEMBERSHIP_SPEC_JS)
+            self.page.evaluate(ARM_JS, drawn_js)
             thumb.focus()
             thumb.press(key)
             self.page.wait_for_function("window.__t1 !== null", polling="raf", timeout=TIMEOUT_MS)
@@ -236,9 +245,10 @@ def main() -> None:
         clustering = f"/clustering?run={run_id}"
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
-        pages = (("Clustering (raw, every epoch)", clustering, 4, True, "first"),
-                 ("Clustering (pattern)", clustering + "&rep=pattern", 4, True, "first"),
-                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 4, True, "first"),
+        # Clustering opens on its Memberships tab: the heatmap and the task map.
+        pages = (("Clustering (raw, every epoch)", clustering, 2, False, "first"),
+                 ("Clustering (pattern)", clustering + "&rep=pattern", 2, False, "first"),
+                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 2, False, "first"),
                  (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, False, "training"))
         log = Path(tmp) / "server.log"
         lines = []
@@ -250,16 +260,21 @@ def main() -> None:
                 lines.append(figure_line(name, seconds, target, received))
             lines.append("In one tab on one server (Clustering opened first, not counted)")
             with serve_app(store.root, log) as (url, server), Tab(browser) as tab:
-                tab.open(url + clustering, 4, True)
-                lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 4, True)[0], "cached"))
+                tab.open(url + clustering, 2)
+                lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 2)[0], "cached"))
                 for name, path, want, table, target in pages[1:]:
                     seconds, received = tab.open(url + path, want, table)
                     lines.append(figure_line(name + ", not cached", seconds, target, received))
                 lines.append(figure_line("Training, websocket bytes", received / 2**20, "training_mb"))
-                tab.open(url + clustering, 4, True)
+                tab.open(url + clustering, 2)
                 for name, label in (("k change", "Clusters k"), ("F change", "Fuzziness F")):
-                    lines.append(changes_line(f"{name} (key event -> page redrawn)",
+                    lines.append(changes_line(f"{name}, Memberships tab (key event -> tab redrawn)",
                                               tab.slider_changes(label, n_changes)))
+                seconds = tab.open(url + clustering + "&view=Known+groups", 2)[0]
+                lines.append(figure_line("Clustering, Known groups tab (link), cached", seconds, "cached"))
+                for name, label in (("k change", "Clusters k"), ("F change", "Fuzziness F")):
+                    lines.append(changes_line(f"{name}, Known groups tab (key event -> tab redrawn)",
+                                              tab.slider_changes(label, n_changes, CHARTS_JS)))
                 rss = psutil.Process(server.pid).memory_info().rss / 2**30
                 lines.append(figure_line("Streamlit server RSS after both pages", rss, "rss_gb"))
             lines.append("The framework's share (bench/floor_app.py: the k slider and the same heatmap, nothing else)")

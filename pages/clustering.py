@@ -15,7 +15,7 @@ from app.state import (active_run, epochs_from_url, epochs_to_url, glossary, run
                        statistics_or_stop, to_url, url_default)
 from stg_core.alignment import alignment_scores, contingency, run_task_groups
 from stg_core.claims import GroupingSettings, run_claims, run_super_groups_claim
-from stg_core.clustering import REPRESENTATIONS, cluster_tasks
+from stg_core.clustering import REPRESENTATIONS, ClusteringResult, cluster_tasks
 from stg_core.run_vectors import load_reduced_task_vectors
 from stg_core.store import ArtifactStore
 
@@ -90,10 +90,37 @@ def grouping_view() -> None:
         st.stop()
     memberships = np.asarray(result.memberships)
 
+    # One view at a time: a k or F change then redraws only the open tab (at 100 tasks the four
+    # views together took about twice as long per change: bench/README.md, "Paper scale").
+    views = ["Memberships", *(["Known groups"] if has_groups else []), "Paper's claims", "Table"]
+    tabs = dict(zip(views, st.tabs(views, key="view", bind="query-params")))
+    if tabs["Memberships"].open:
+        with tabs["Memberships"]:
+            memberships_view(memberships, result, reduced)
+    if has_groups and tabs["Known groups"].open:
+        with tabs["Known groups"]:
+            known_groups(memberships, result.labels)
+    if tabs["Paper's claims"].open:
+        with tabs["Paper's claims"]:
+            grouping = GroupingSettings(k, float(fuzziness), representation, epochs=tuple(epochs))
+            super_groups = _super_groups_claim(str(store.root), run_id, representation, tuple(epochs),
+                                               float(fuzziness), reduced, n_features)
+            claims_panel(run_claims(store, run_id, grouping, memberships, reduced, n_features, super_groups),
+                         grouping, store=store, run_id=run_id,
+                         caption=f"On this grouping ({grouping.describe()}); the super-group check clusters at k = "
+                                 "the number of known groups.")
+    if tabs["Table"].open:
+        with tabs["Table"]:
+            membership_table(memberships, result.labels, k, fuzziness, representation, epochs)
+
+
+def memberships_view(memberships: np.ndarray, result: ClusteringResult, reduced: np.ndarray) -> None:
+    """The memberships heatmap (ordered by cluster or by known group) beside the task map."""
     left, right = st.columns(2)
     order_by = "cluster"
     if has_groups:
-        order_by = left.radio("Order the tasks by", ["cluster", "known group"], horizontal=True, key="task_order",
+        order_by = left.radio("Order the tasks by", ["cluster", "known group"], horizontal=True, key="order",
+                              bind="query-params",
                               help="known group: the dataset's own groups of classes, drawn as a band beside "
                                    "the memberships, so clusters that follow them show as blocks.")
     if order_by == "known group":
@@ -106,16 +133,17 @@ def grouping_view() -> None:
     right.caption("Each point is a task: its position is the first two principal axes of the task vectors "
                   "(the directions in which the tasks' data maps differ most), its colour the cluster, its size and "
                   "opacity its largest membership. Clusters that overlap here may still be apart in the other axes.")
-
-    if has_groups:
-        known_groups(memberships, result.labels)
-    else:
+    if not has_groups:
         st.caption("This dataset has no known super-groups to compare the clusters with.")
 
+
+def membership_table(memberships: np.ndarray, labels: np.ndarray, k: int, fuzziness: float, representation: str,
+                     epochs: list[int]) -> None:
+    """Each task's cluster and memberships, with CSV and JSON downloads."""
     order = cluster_order(memberships)
     table = pd.DataFrame(memberships[order], index=[names[i] for i in order],
                          columns=[f"cluster {j}" for j in range(k)])
-    table.insert(0, "cluster", result.labels[order])
+    table.insert(0, "cluster", labels[order])
     st.dataframe(table, key="memberships")
     d1, d2 = st.columns(2)
     d1.download_button("Memberships (CSV)", table.to_csv().encode(), f"memberships_{run_id}_k{k}.csv", "text/csv",
@@ -123,20 +151,10 @@ def grouping_view() -> None:
     d2.download_button("Memberships (JSON)",
                        json.dumps({"run": run_id, "k": k, "fuzziness": fuzziness, "representation": representation,
                                    "epochs": epochs, "tasks": names, "memberships": memberships.round(6).tolist(),
-                                   "labels": result.labels.tolist()}).encode(),
+                                   "labels": labels.tolist()}).encode(),
                        f"memberships_{run_id}_k{k}.json", "application/json",
                        help="Run, settings, task names, memberships (n_tasks × k) and cluster labels, e.g. to use "
                             "the memberships as loss weights elsewhere.")
-
-    grouping = GroupingSettings(k, float(fuzziness), representation, epochs=tuple(epochs))
-    super_groups = _super_groups_claim(str(store.root), run_id, representation, tuple(epochs), float(fuzziness),
-                                       reduced, n_features)
-    claims_panel(run_claims(store, run_id, grouping, memberships, reduced, n_features, super_groups), grouping,
-                 store=store, run_id=run_id,
-                 caption=f"On this grouping ({grouping.describe()}); the super-group check clusters at k = the "
-                         "number of known groups.")
-
-
 def known_groups(memberships: np.ndarray, labels: np.ndarray) -> None:
     """The clusters against the dataset's known groups: scores, the matched contingency, and the
     memberships of one group's tasks."""

@@ -35,8 +35,8 @@ DEMOS: dict[str, Demo] = {
                         "head starts on its own, so not the same.",
             "clustering": "At k = 4 the **Random** task sits in a cluster of its own; try k = 3: it shares one "
                           "with **Downside**, the flipped task the model learns later than the digits, and the "
-                          "claims panel says the claim does not hold there. Whether **Round** and **Not round** "
-                          "get the same memberships is earned, not built in: the panel checks it (on this demo "
+                          "**Paper's claims** tab says the claim does not hold there. Whether **Round** and **Not "
+                          "round** get the same memberships is earned, not built in: that tab checks it (on this demo "
                           "it holds for some training seeds, not all). Move F towards 1 to make the memberships "
                           "harder.",
             "evaluation": "Launch an evaluation at k = 4: it trains MTL, STL, and one specialised model per "
@@ -47,7 +47,8 @@ DEMOS: dict[str, Demo] = {
         spec_from_preset("fashion_mnist-g2", subset=5000, test_subset=2000, train=TrainConfig(epochs=15)), k=4,
         guide={
             "training": "Watch **Random** stay ambiguous while **Trouser** becomes easy within two epochs.",
-            "clustering": "Fashion-MNIST has natural groups (tops, footwear): check the alignment scores and try "
+            "clustering": "Fashion-MNIST has natural groups (tops, footwear): check the alignment scores on the "
+                          "**Known groups** tab and try "
                           "the **pattern** representation, which compares which images a task finds hard "
                           "rather than how hard the task is.",
             "evaluation": "Launch an evaluation at k = 4 and compare STG-MTL with MTL and STL.",

@@ -1,6 +1,7 @@
-"""Reading the ECharts figures (``app.cluster_charts``) back in tests and benchmarks: the option a
-page drew under a key, the matrix a heatmap option draws, and the membership heatmap as a
-browser drew it."""
+"""Reading the ECharts figures (``app.cluster_charts``, ``app.training_charts``) back in tests and
+benchmarks: the option a page drew under a key, the matrix a heatmap option draws, and the
+membership heatmap as a browser drew it; and opening the tab of a page that draws its figures
+in tabs."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ MEMBERSHIP_SPEC_JS = """() => {
     }
     return null;
 }"""
+
+
+def open_tab(at, name: str, key: str = "view"):
+    """Open tab ``name`` of the tabs under ``key`` (the Clustering page's Memberships, Known
+    groups, Paper's claims, Table) in AppTest ``at``, as a click on it does: the tab's state and
+    the URL's query parameter. Returns ``at`` after the rerun."""
+    at.session_state[key] = name
+    at.query_params[key] = name
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def chart_option(at, key: str) -> dict:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
-from tests.echarts_options import chart_option, heatmap_matrix
+from tests.echarts_options import chart_keys, chart_option, heatmap_matrix, open_tab
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -39,7 +39,9 @@ def store(tmp_path_factory):
 def test_moving_k_and_f_changes_the_memberships(store, monkeypatch):
     at = _clustering_page(store.root, monkeypatch)
     assert not at.exception
-    table = at.dataframe[0].value
+    assert any("no known super-groups" in c.value for c in at.caption)
+    assert [t.label for t in at.tabs] == ["Memberships", "Paper's claims", "Table"]  # no known groups here
+    table = open_tab(at, "Table").dataframe[0].value
     assert table.shape == (15, 1 + 3) and set(table["cluster"]) <= {0, 1, 2}
     at.slider(key="k").set_value(5).run()
     assert not at.exception
@@ -49,7 +51,6 @@ def test_moving_k_and_f_changes_the_memberships(store, monkeypatch):
     sharper = at.dataframe[0].value
     assert sharper.iloc[:, 1:].max(axis=1).mean() > table5.iloc[:, 1:].max(axis=1).mean()  # F near 1: harder
     assert [at.query_params["run"]] == store.run_ids()  # the URL reproduces the view
-    assert any("no known super-groups" in c.value for c in at.caption)
 
 
 def test_the_clustering_and_training_pages_do_not_import_torch(store):
@@ -117,7 +118,7 @@ def grouped_store(tmp_path_factory):
 
 
 def test_group_membership_bars_for_a_run_with_known_groups(grouped_store, monkeypatch):
-    at = _clustering_page(grouped_store.root, monkeypatch)
+    at = open_tab(_clustering_page(grouped_store.root, monkeypatch), "Known groups")
     assert not at.exception and not at.error
     assert [m.label for m in at.metric] == ["ARI vs known groups", "NMI vs known groups", "Purity vs known groups"]
     box = at.selectbox(key="known_group")
@@ -149,7 +150,7 @@ def test_changing_k_recolours_the_task_map(grouped_store, monkeypatch):
     five = colour_of_task()
     assert len(five) == 15 and len(set(five.values())) == 5
     assert five != three
-    table = at.dataframe[0].value  # the map's colours are the table's clusters
+    table = open_tab(at, "Table").dataframe[0].value  # the map's colours are the table's clusters
     assert len({five[t] for t in table.index[table["cluster"] == 0]}) == 1
 
 
@@ -231,7 +232,7 @@ def test_reduction_columns_are_principal_component_scores():
 
 
 def test_claims_panel_follows_the_grouping(store, monkeypatch):
-    at = _clustering_page(store.root, monkeypatch)
+    at = open_tab(_clustering_page(store.root, monkeypatch), "Paper's claims")
     claims = at.table[-1].value.reset_index()
     assert list(claims["paper"].str.startswith("Section")) == [True] * 4
     verdicts = dict(zip(claims["claim"], claims["verdict"]))
@@ -253,14 +254,14 @@ def test_claims_panel_follows_the_grouping(store, monkeypatch):
     assert "k = 2" in at.caption[-1].value
 
 
-def test_a_link_with_the_run_and_settings_reproduces_the_view(tmp_path, monkeypatch):
+def test_a_link_with_the_run_and_settings_reproduces_theopen_tab(tmp_path, monkeypatch):
     """The URL's query parameters (run, k, F, representation, known group) open the same view,
     whichever run the store lists first; two sessions on the same link see the same memberships."""
     store = ArtifactStore(tmp_path / "store")
     runs = [_write_synthetic_run(store), _write_synthetic_run(store, n_epochs=2)]
     assert len(set(runs)) == 2
     monkeypatch.setenv("STG_STORE", str(store.root))
-    link = {"k": "5", "F": "1.3", "rep": "pattern", "group": "footwear"}
+    link = {"k": "5", "F": "1.3", "rep": "pattern", "group": "footwear", "view": "Known groups"}
 
     def open_link(run_id: str) -> AppTest:
         at = AppTest.from_file(MAIN, default_timeout=60)
@@ -276,11 +277,11 @@ def test_a_link_with_the_run_and_settings_reproduces_the_view(tmp_path, monkeypa
         assert at.selectbox(key="representation").value == "pattern"
         assert at.selectbox(key="known_group").value == "footwear"
         assert {name: at.query_params[name] for name in ("run", *link)} == {"run": run_id, **link}
-        table = at.dataframe[0].value
-        assert table.shape == (15, 1 + 5)
         assert any("Chance level" in c.value for c in at.caption)  # shown, not only in a tooltip
+        table = open_tab(at, "Table").dataframe[0].value
+        assert table.shape == (15, 1 + 5)
         assert len(at.get("download_button")) == 2  # memberships as CSV and JSON
-    again = open_link(runs[-1])
+    again = open_tab(open_link(runs[-1]), "Table")
     assert again.dataframe[0].value.equals(table)
 
 
@@ -292,7 +293,7 @@ def test_known_groups_order_band_and_matched_contingency(grouped_store, monkeypa
     from stg_core.alignment import contingency, run_task_groups
 
     at = _clustering_page(grouped_store.root, monkeypatch)
-    at.radio(key="task_order").set_value("known group").run()
+    at.radio(key="order").set_value("known group").run()
     assert not at.exception and not at.error
     heat = chart_option(at, "heatmap")
     memberships, band = heat["series"]
@@ -303,10 +304,10 @@ def test_known_groups_order_band_and_matched_contingency(grouped_store, monkeypa
     shown = [groups[rows[p["value"][1]]] for p in band["data"] if p["value"][2] >= 0]
     assert shown == sorted(shown) and sorted(shown) == sorted(groups.values())  # ordered by group
     assert all(p["name"] == f"{rows[p['value'][1]]}: {groups.get(rows[p['value'][1]], '—')}" for p in band["data"])
-    table = at.dataframe[0].value
+    table = open_tab(at, "Table").dataframe[0].value
     labels = dict(zip(table.index, table["cluster"]))
     expected = contingency([labels[t] for t in groups], list(groups.values()))
-    drawn = chart_option(at, "contingency")
+    drawn = chart_option(open_tab(at, "Known groups"), "contingency")
     assert drawn["yAxis"]["data"] == expected.groups
     assert drawn["xAxis"]["data"] == [f"cluster {j}" for j in expected.clusters]
     z = heatmap_matrix(drawn)
@@ -351,4 +352,35 @@ def test_a_run_recorded_before_the_statistics_gets_them_once(tmp_path, monkeypat
     at = _clustering_page(store.root, monkeypatch)
     assert not at.exception and not at.error
     assert store.statistics_epochs(run_id) == [1, 2, 3]
-    assert at.dataframe[0].value.shape == (15, 1 + 3)
+    assert open_tab(at, "Table").dataframe[0].value.shape == (15, 1 + 3)
+
+
+def test_only_the_open_view_is_drawn_and_each_view_keeps_its_settings(grouped_store, monkeypatch):
+    """A k or F change redraws the open tab only: the other views are neither computed nor sent.
+    The task order and the known group stay in the URL while another tab is open."""
+    at = _clustering_page(grouped_store.root, monkeypatch)
+    assert [t.label for t in at.tabs] == ["Memberships", "Known groups", "Paper's claims", "Table"]
+    assert chart_keys(at) == ["heatmap", "task_map"]
+    assert not at.dataframe and not at.table and not at.metric
+    at.radio(key="order").set_value("known group").run()
+    at.slider(key="k").set_value(4).run()
+    assert chart_keys(at) == ["heatmap", "task_map"] and not at.dataframe
+    open_tab(at, "Known groups")
+    assert chart_keys(at) == ["contingency", "group_bars"] and len(at.metric) == 3
+    at.selectbox(key="known_group").set_value("footwear").run()
+    open_tab(at, "Paper's claims")
+    assert chart_keys(at) == [] and at.table and "k = 4" in at.caption[-1].value
+    open_tab(at, "Memberships")
+    assert at.radio(key="order").value == "known group" and at.query_params["order"] == "known group"
+    open_tab(at, "Known groups")
+    assert at.selectbox(key="known_group").value == "footwear"
+
+
+@pytest.mark.parametrize("view", ["<script>", "", "Table" * 1000, "memberships"])
+def test_an_unknown_view_in_the_url_opens_the_memberships(grouped_store, monkeypatch, view):
+    monkeypatch.setenv("STG_STORE", str(grouped_store.root))
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params.update({"run": grouped_store.run_ids()[0], "view": view})
+    at.run().switch_page("../pages/clustering.py").run()
+    assert not at.exception and not at.error
+    assert chart_keys(at) == ["heatmap", "task_map"]

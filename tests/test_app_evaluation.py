@@ -14,6 +14,7 @@ from stg_core.evaluation import (METHODS, EvaluationSpec, evaluation_dir, load_e
                                  save_evaluation_spec)
 from stg_core.store import ArtifactStore, update_status_file
 from stg_core.training import train_run
+from tests.echarts_options import open_tab
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -207,7 +208,7 @@ def test_claims_panel_reports_the_f1_claim_from_the_runs_evaluation(evaluated, m
     at = AppTest.from_file(MAIN, default_timeout=60).run()
     for page in ("overview", "clustering"):
         if page != "overview":
-            at.switch_page(f"../pages/{page}.py").run()
+            open_tab(at.switch_page(f"../pages/{page}.py").run(), "Paper's claims")
         assert not at.exception
         claims = at.table[-1].value.reset_index().set_index("claim")
         row = claims.loc["STG-MTL's test F1 beats MTL's and STL's"]
@@ -224,7 +225,7 @@ def test_f1_claim_of_another_grouping_is_not_applicable_and_one_click_evaluates_
     store, run_id, _ = evaluated
     monkeypatch.setenv("STG_STORE", str(store.root))
     at = AppTest.from_file(MAIN, default_timeout=60).run()
-    at.switch_page("../pages/clustering.py").run()
+    open_tab(at.switch_page("../pages/clustering.py").run(), "Paper's claims")
     at.slider(key="k").set_value(4).run()
     assert not at.exception
     row = at.table[-1].value.reset_index().set_index("claim").loc["STG-MTL's test F1 beats MTL's and STL's"]
