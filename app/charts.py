@@ -1,8 +1,9 @@
 """Pure Plotly figure builders: arrays in, figures out (no Streamlit, no store access).
 
 The figures redrawn on every k or F change (memberships, task map, known groups) are ECharts
-options instead, in :mod:`app.cluster_charts`; the cluster colours and task order here are
-shared by both."""
+options instead, in :mod:`app.cluster_charts`, and so are the Training page's data map and
+curves (:mod:`app.training_charts`); the colours, task order, data-map regions and density
+here are shared by both."""
 
 from __future__ import annotations
 
@@ -44,22 +45,6 @@ DATAMAP_REGIONS = {
 }
 
 
-def training_curves(metrics: Sequence[dict]) -> go.Figure:
-    """Loss and mean F1 per epoch (train dashed, test solid) from a run's ``metrics.json`` rows."""
-    from plotly.subplots import make_subplots
-
-    epochs = [r["epoch"] for r in metrics]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss (weighted BCE)", "mean F1 over tasks"))
-    for split, dash in (("train", "dash"), ("test", "solid")):
-        fig.add_trace(go.Scatter(x=epochs, y=[r.get(f"{split}_loss") for r in metrics], name=f"{split} loss",
-                                 mode="lines+markers", line={"dash": dash}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=epochs, y=[float(np.mean(r[split]["f1"])) if split in r else None for r in metrics],
-                                 name=f"{split} F1", mode="lines+markers", line={"dash": dash}), row=1, col=2)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin=_margins(l=50, r=label_px(["train loss"]) + 60, t=40, b=70))
-    return fig
-
-
 def subsample(n: int, limit: int = 10_000, seed: int = 0, labels: np.ndarray | None = None) -> np.ndarray:
     """Sorted indices of at most ``limit`` of ``n`` samples, the same on every call (for drawing).
     With 0/1 ``labels`` ``(n,)`` the draw is stratified: the positives (usually the rare class of
@@ -93,79 +78,7 @@ def datamap_density(confidence: np.ndarray, variability: np.ndarray) -> np.ndarr
     return out
 
 
-def datamap_animation(confidence: np.ndarray, variability: np.ndarray, epochs: Sequence[int],
-                      color: np.ndarray, color_title: str, *, categorical: bool, title: str = "",
-                      start: int | None = None, hover: Sequence[str] | None = None,
-                      density: np.ndarray | None = None) -> go.Figure:
-    """Data map of one task, animated over ``epochs``: ``confidence`` / ``variability`` are
-    ``(n_epochs, n_points)`` (points already subsampled), ``color`` ``(n_points,)`` (labels such
-    as "positive" / "negative" when ``categorical``, else numbers such as correctness); ``hover``
-    ``(n_points,)`` extra text per point (e.g. its class). ``density`` ``(n_epochs, 50, 50)``
-    (:func:`datamap_density` of all samples) is drawn under the points. WebGL scatter; a slider
-    and a play button step through the epochs; ``start`` is the epoch shown first (default
-    last). Frames carry only the coordinates (and the density): colours and hover text are
-    sent once."""
-    epochs = list(epochs)
-    first = epochs.index(start) if start in epochs else len(epochs) - 1
-    conf = np.asarray(confidence, dtype=np.float32)
-    var = np.asarray(variability, dtype=np.float32)
-    text = None if hover is None else np.asarray([str(h) for h in hover])
-    hovertemplate = ("variability %{x:.3f}<br>confidence %{y:.3f}<br>" + color_title + ": %{meta}"
-                     + ("<br>%{text}" if text is not None else "") + "<extra></extra>")
-    traces: list = []
-    if density is not None:
-        centres = [(b[:-1] + b[1:]) / 2 for b in DENSITY_BINS]
-        traces.append(go.Heatmap(x=centres[0], y=centres[1], z=density[first], zmin=0, zmax=255, showscale=False,
-                                 colorscale=[[0, "rgba(0,0,0,0)"], [0.02, "rgba(90,90,90,0.10)"],
-                                             [1, "rgba(30,30,30,0.65)"]], hoverinfo="skip", name="all samples"))
-    if categorical:  # one trace per colour, so the legend names them (and toggles them)
-        labels = np.array([str(c) for c in color])
-        groups = sorted(set(labels.tolist()), key=lambda s: ({"positive": 0, "negative": 1}.get(s, 2), len(s), s))
-        members = [np.flatnonzero(labels == g) for g in groups]
-        for j, (g, m) in enumerate(zip(groups, members)):
-            traces.append(go.Scattergl(
-                x=var[first, m], y=conf[first, m], mode="markers", name=g,
-                marker={"size": 4, "color": _PALETTE[j % len(_PALETTE)]},
-                text=None if text is None else text[m], hovertemplate=hovertemplate.replace("%{meta}", g)))
-    else:
-        members = [np.arange(conf.shape[1])]
-        values = np.asarray(color, dtype=np.float32)
-        traces.append(go.Scattergl(
-            x=var[first], y=conf[first], mode="markers", showlegend=False, text=text,
-            customdata=values, marker={"size": 4, "color": values, "colorscale": "RdYlGn", "cmin": 0, "cmax": 1,
-                                       "colorbar": {"title": color_title}},
-            hovertemplate=hovertemplate.replace("%{meta}", "%{customdata:.2f}")))
-    offset = 1 if density is not None else 0
-
-    def frame(i: int, e: int) -> go.Frame:
-        data = [go.Heatmap(z=density[i])] if density is not None else []
-        data += [go.Scattergl(x=var[i, m], y=conf[i, m]) for m in members]
-        return go.Frame(data=data, traces=list(range(offset + len(members))), name=str(e))
-
-    fig = go.Figure(data=traces, frames=[frame(i, e) for i, e in enumerate(epochs)])
-    for name, region in DATAMAP_REGIONS.items():
-        fig.add_shape(type="rect", x0=region["x"][0], x1=region["x"][1], y0=region["y"][0], y1=region["y"][1],
-                      fillcolor=region["color"], line={"width": 0}, layer="below")
-        fig.add_annotation(x=sum(region["x"]) / 2, y=region["y"][1] if name != "hard-to-learn" else region["y"][0],
-                           text=name, showarrow=False, font={"size": 11, "color": "gray"},
-                           bgcolor="rgba(255,255,255,0.7)",
-                           yanchor="top" if name != "hard-to-learn" else "bottom")
-    step = {"frame": {"duration": 400, "redraw": True}, "mode": "immediate", "transition": {"duration": 0}}
-    right = label_px([color_title, *groups]) + 60 if categorical else 120  # the legend, or the colour bar
-    fig.update_layout(
-        title=title, height=460, margin=_margins(l=80, r=right, t=40, b=125),  # bottom: play buttons, epoch slider
-        xaxis={"title": "variability", "range": [0, 0.5]}, yaxis={"title": "confidence", "range": [0, 1]},
-        legend={"title": color_title} if categorical else None,
-        updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": -0.12, "xanchor": "left",
-                      "buttons": [{"label": "▶ play", "method": "animate", "args": [None, {**step, "fromcurrent": True}]},
-                                  {"label": "❚❚", "method": "animate", "args": [[None], step]}]}],
-        sliders=[{"active": first, "currentvalue": {"prefix": "epoch "}, "x": 0.15, "len": 0.85, "y": -0.05,
-                  "steps": [{"label": str(e), "method": "animate", "args": [[str(e)], step]} for e in epochs]}],
-    )
-    return fig
-
-
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
 
 
@@ -185,8 +98,8 @@ def pipeline_figure() -> go.Figure:
     width, gap = 1.0, 0.35
     for i, (title, text) in enumerate(PIPELINE_STEPS):
         x0 = i * (width + gap)
-        fig.add_shape(type="rect", x0=x0, x1=x0 + width, y0=0, y1=1, line={"color": _PALETTE[i], "width": 2},
-                      fillcolor=_PALETTE[i], opacity=0.12)
+        fig.add_shape(type="rect", x0=x0, x1=x0 + width, y0=0, y1=1, line={"color": PALETTE[i], "width": 2},
+                      fillcolor=PALETTE[i], opacity=0.12)
         fig.add_annotation(x=x0 + width / 2, y=0.72, text=f"<b>{title}</b>", showarrow=False, font={"size": 14})
         fig.add_annotation(x=x0 + width / 2, y=0.35, text=text, showarrow=False, font={"size": 11})
         if i:
@@ -202,7 +115,7 @@ def pipeline_figure() -> go.Figure:
 def fuzziness_example(memberships: np.ndarray, names: Sequence[str], fuzziness: float) -> go.Figure:
     """Stacked bars: memberships ``(n_points, 2)`` of a few points in clusters A and B."""
     fig = go.Figure([go.Bar(name=f"cluster {c}", y=list(names), x=memberships[:, j], orientation="h",
-                            text=[f"{v:.2f}" for v in memberships[:, j]], marker_color=_PALETTE[j])
+                            text=[f"{v:.2f}" for v in memberships[:, j]], marker_color=PALETTE[j])
                      for j, c in enumerate("AB")])
     fig.update_layout(barmode="stack", height=200, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title=f"memberships at F = {fuzziness:.2f}", xaxis={"range": [0, 1]},
@@ -212,15 +125,15 @@ def fuzziness_example(memberships: np.ndarray, names: Sequence[str], fuzziness: 
 
 # ---- cluster colours (Plotly and ECharts figures alike) ----------------------------------------
 
-#: Lighter companions of ``_PALETTE`` (D3's category20), so up to 20 clusters get distinct colours.
+#: Lighter companions of ``PALETTE`` (D3's category20), so up to 20 clusters get distinct colours.
 _PALETTE_LIGHT = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
                   "#dbdb8d", "#9edae5")
 
 
 def cluster_color(j: int) -> str:
     """Colour of cluster ``j``, the same in every clustering figure (20 distinct, then repeating)."""
-    j %= len(_PALETTE) + len(_PALETTE_LIGHT)
-    return _PALETTE[j] if j < len(_PALETTE) else _PALETTE_LIGHT[j - len(_PALETTE)]
+    j %= len(PALETTE) + len(_PALETTE_LIGHT)
+    return PALETTE[j] if j < len(PALETTE) else _PALETTE_LIGHT[j - len(PALETTE)]
 
 
 # ---- evaluation: F1 of the grouping methods ------------------------------------------------
@@ -237,7 +150,7 @@ def method_label(method: str) -> str:
 
 def method_color(method: str) -> str:
     known = list(METHOD_LABELS)
-    return _PALETTE[known.index(method) if method in known else len(known) + sum(map(ord, method)) % 5]
+    return PALETTE[known.index(method) if method in known else len(known) + sum(map(ord, method)) % 5]
 
 
 def f1_curves(mean_f1: dict[str, dict[str, Sequence[float]]], epochs: Sequence[int] | None = None) -> go.Figure:

@@ -36,12 +36,12 @@ def show(container, option: dict, key: str) -> None:
     container.echarts_chart(spec, height=spec.pop("height"), key=key)
 
 
-def _plain(values: np.ndarray, digits: int = 4) -> list:
+def rounded(values: np.ndarray, digits: int = 4) -> list:
     """JSON-ready nested lists of rounded floats (numpy scalars are not JSON)."""
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-def _title(text: str | None) -> dict:
+def chart_title(text: str | None) -> dict:
     return {"text": text, "left": 0, "textStyle": {"fontSize": 14, "fontWeight": "normal"}} if text else {"show": False}
 
 
@@ -74,12 +74,12 @@ def membership_heatmap(memberships: np.ndarray, task_names: Sequence[str], order
     bottom = 30 if k <= 8 else 60
     if bands is not None:
         bottom = max(bottom, int(0.87 * label_px([band_title])) + 20)  # its label turned by 60°
-    z = _plain(w[order], 4)
+    z = rounded(w[order], 4)
     top = 40 if title else 12
     option = {
         "height": max(300, (_ROW_PX if n <= 40 else _ROW_PX_MANY) * n + top + bottom + 20),
         "animation": False,
-        "title": _title(title),
+        "title": chart_title(title),
         "tooltip": {"confine": True},
         # the band's grid and the heatmap's share their rows, so both are placed to the pixel: the
         # margins leave room for the labels, and ECharts does not shrink a grid to hold them
@@ -137,7 +137,7 @@ def contingency_heatmap(table: np.ndarray, groups: Sequence[str], clusters: Sequ
     return {
         "height": max(300, 24 * len(y) + 60 + bottom),
         "animation": False,
-        "title": _title("Known groups × clusters (matched pairs on the diagonal)"),
+        "title": chart_title("Known groups × clusters (matched pairs on the diagonal)"),
         "tooltip": {"confine": True},
         "grid": _GRID | {"right": 80},
         "xAxis": {"type": "category", "data": x, "axisLabel": {"rotate": 45, "interval": 0}},
@@ -167,11 +167,11 @@ def group_membership_bars(memberships: np.ndarray, task_names: Sequence[str], gr
         raise ValueError(f"no task belongs to the known group {group!r}")
     x = [names[i] for i in rows]
     turned = len(x) * (label_px(x) + 10) >= 400
-    values = _plain(w[rows], 3)
+    values = rounded(w[rows], 3)
     return {
         "height": 360 + (label_px(x) if turned else 0),
         "animation": False,
-        "title": _title(f"Known group “{group}”") | {"subtext": "each task's memberships, one bar per cluster"},
+        "title": chart_title(f"Known group “{group}”") | {"subtext": "each task's memberships, one bar per cluster"},
         "tooltip": {"trigger": "axis", "confine": True},
         "legend": {"type": "scroll", "orient": "vertical", "right": 0, "top": 40},
         "grid": _GRID | {"right": label_px([f"cluster {w.shape[1] - 1}"]) + 50, "top": 80},
@@ -218,7 +218,7 @@ def task_map(reduced: np.ndarray, task_names: Sequence[str], memberships: np.nda
     # the square root spreads out the low end, where soft memberships (F = 2) usually lie
     certainty = np.sqrt(np.clip((top - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0)) if k > 1 else np.ones(n)
     named = n <= 40 if show_names is None else show_names
-    xy_plain, size, opacity = _plain(xy), _plain(7 + 13 * certainty, 1), _plain(0.4 + 0.6 * certainty, 2)
+    xy_plain, size, opacity = rounded(xy), rounded(7 + 13 * certainty, 1), rounded(0.4 + 0.6 * certainty, 2)
     series = []
     for j in range(k):
         m = np.flatnonzero(labels == j)
@@ -239,12 +239,12 @@ def task_map(reduced: np.ndarray, task_names: Sequence[str], memberships: np.nda
             "type": "scatter", "name": "centroids", "symbol": _CROSS, "symbolSize": 14,
             "tooltip": {"formatter": "centroid of {b}"},
             "data": [{"name": f"cluster {j}", "value": p, "itemStyle": {"color": cluster_color(j)}}
-                     for j, p in enumerate(_plain(cxy))]})
+                     for j, p in enumerate(rounded(cxy))]})
     legend = [s["name"] for s in series]
     return {
         "height": 460,
         "animation": False,
-        "title": _title("Tasks by cluster"),
+        "title": chart_title("Tasks by cluster"),
         "tooltip": {"confine": True},
         "legend": {"type": "scroll", "orient": "vertical", "right": 0, "top": 40, "data": legend},
         "grid": _GRID | {"right": label_px(legend) + 50},

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.charts import datamap_animation, datamap_density, subsample, training_curves
+from app.charts import datamap_density, subsample
+from app.cluster_charts import show
 from app.job_panel import eta_text, job_buttons, progress_bar, worker_log
 from app.state import (PAGE_FILES, active_run, flash, glossary, run_label, run_problems_or_stop, show_flash, to_url,
                        url_default)
+from app.training_charts import datamap_timeline, training_curves
 from stg_core import jobs, locks
 from stg_core.datamaps import data_maps_at
 from stg_core.store import ArtifactStore, format_bytes
@@ -66,7 +68,7 @@ def progress_panel() -> None:
                 resume_help="Continue training from the last finished epoch.", start_label="Resume")
     metrics = store.read_metrics(run_id)
     if metrics:
-        st.plotly_chart(training_curves(metrics), key="curves")
+        show(st, training_curves(metrics), "curves")
 
 
 progress_panel()
@@ -156,10 +158,10 @@ for col, name in zip(columns, shown):
         color, title, categorical = np.array(hover), "class", True
     else:
         color, title, categorical = maps["correctness"], "correctness", False
-    col.plotly_chart(datamap_animation(maps["confidence"], maps["variability"], recorded, color, title,
-                                       categorical=categorical, title=f"data map of {name}",
-                                       hover=None if color_by == "class" else hover, density=maps.get("density")),
-                     key=f"datamap_{name}")
+    show(col, datamap_timeline(maps["confidence"], maps["variability"], recorded, color, title,
+                               categorical=categorical, title=f"data map of {name}",
+                               hover=None if color_by == "class" else hover, density=maps.get("density")),
+         f"datamap_{name}")
 n_samples = len(classes)
 if n_samples > POINTS:
     st.caption(f"Points: a seeded sample of {POINTS:,} of the {n_samples:,} training samples (the task's positives "

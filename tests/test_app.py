@@ -1,6 +1,7 @@
 """The app's Experiment and Training pages and its sidebar, rendered headless with AppTest."""
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
+from tests.echarts_options import chart_keys, chart_option
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -220,11 +222,17 @@ def test_training_page_shows_progress_curves_and_data_maps(trained, monkeypatch)
     assert not at.exception and not at.error
     assert at.sidebar.selectbox(key="active_run").value == run_id
     assert "completed · epoch 3/3" in at.get("progress")[0].proto.text
-    charts = at.get("plotly_chart")
-    assert len(charts) == 2  # curves + one data map
+    task = at.selectbox(key="task").value
+    # ECharts only: the page loads no Plotly bundle (app/training_charts.py says why)
+    assert chart_keys(at) == ["curves", f"datamap_{task}"] and not at.get("plotly_chart")
+    curves = chart_option(at, "curves")
+    assert [s["name"] for s in curves["series"]] == ["train loss", "train F1", "test loss", "test F1"]
+    metrics = store.read_metrics(run_id)
+    assert [p[1] for p in curves["series"][2]["data"]] == [round(r["test_loss"], 4) for r in metrics]
+    assert chart_option(at, f"datamap_{task}")["baseOption"]["timeline"]["data"] == ["1", "2", "3"]
     assert at.radio(key="color_by").value == "task label" and "class" in at.radio(key="color_by").options
     at.selectbox(key="task2").set_value("Random").run()
-    assert len(at.get("plotly_chart")) == 3  # two data maps side by side
+    assert chart_keys(at) == ["curves", f"datamap_{task}", "datamap_Random"]  # two data maps side by side
     assert at.query_params["task"] == at.selectbox(key="task").value
 
 
@@ -242,21 +250,36 @@ def test_training_page_shows_a_failed_runs_error_and_resumes(trained, monkeypatc
         store.write_status(run_id, state=status["state"], error=None)
 
 
-def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
-    from app.charts import datamap_animation, subsample
+def test_datamap_timeline_has_an_option_per_epoch_and_a_series_per_label():
+    from app.charts import subsample
+    from app.training_charts import datamap_timeline
 
     rng = np.random.default_rng(0)
     conf, var = rng.random((3, 50)), rng.random((3, 50)) / 2
     classes = np.array(["cat", "dog"] * 25)
-    fig = datamap_animation(conf, var, [1, 2, 5], classes, "class", categorical=True, title="Living being")
-    assert [f.name for f in fig.frames] == ["1", "2", "5"]
-    assert [t.name for t in fig.data] == ["cat", "dog"]                   # the last epoch is shown first
-    np.testing.assert_allclose(fig.data[0].y, conf[2, classes == "cat"], rtol=1e-6)  # float32 on the wire
-    assert [s.label for s in fig.layout.sliders[0].steps] == ["1", "2", "5"]
-    continuous = datamap_animation(conf, var, [1, 2, 5], np.linspace(0, 1, 50), "correctness", categorical=False,
-                                   start=2)
-    assert len(continuous.data) == 1 and continuous.layout.sliders[0].active == 1
-    np.testing.assert_allclose(continuous.data[0].x, var[1], rtol=1e-6)
+    option = datamap_timeline(conf, var, [1, 2, 5], classes, "class", categorical=True, title="Living being")
+    base, frames = option["baseOption"], option["options"]
+    assert base["timeline"]["data"] == ["1", "2", "5"] and base["timeline"]["currentIndex"] == 2  # last epoch first
+    assert [s["name"] for s in base["series"]] == ["cat", "dog"] and base["legend"]["data"] == ["cat", "dog"]
+    assert len(frames) == 3 and frames[1]["title"]["text"] == "Living being · epoch 2"
+    json.dumps(option)  # what st.echarts_chart sends
+    for i in range(3):  # each epoch's option points the series at that epoch's columns
+        for s, frame_series, label in zip(base["series"], frames[i]["series"], ["cat", "dog"]):
+            drawn = np.array(base["dataset"][s["datasetIndex"]]["source"])
+            x, y = frame_series["encode"]["x"], frame_series["encode"]["y"]
+            np.testing.assert_allclose(drawn[:, x], var[i, classes == label], atol=5e-4)  # 3 decimals
+            np.testing.assert_allclose(drawn[:, y], conf[i, classes == label], atol=5e-4)
+    assert base["series"][0]["encode"] == frames[2]["series"][0]["encode"]  # drawn first: the last epoch
+    continuous = datamap_timeline(conf, var, [1, 2, 5], np.linspace(0, 1, 50), "correctness", categorical=False,
+                                  start=2)
+    base, frames = continuous["baseOption"], continuous["options"]
+    assert len(base["series"]) == 1 and base["timeline"]["currentIndex"] == 1
+    source = np.array(base["dataset"][0]["source"])
+    assert base["visualMap"][0]["dimension"] == 0 and base["dataset"][0]["dimensions"][0] == "correctness"
+    np.testing.assert_allclose(source[:, 0], np.linspace(0, 1, 50), atol=5e-4)  # the colour value
+    np.testing.assert_allclose(source[:, base["series"][0]["encode"]["x"]], var[1], atol=5e-4)
+    with pytest.raises(ValueError, match="do not match"):
+        datamap_timeline(conf, var, [1, 2], classes, "class", categorical=True)
     keep = subsample(50_000)
     assert len(keep) == 10_000 and np.array_equal(keep, subsample(50_000)) and np.all(np.diff(keep) > 0)
 
@@ -264,8 +287,9 @@ def test_datamap_animation_has_a_frame_per_epoch_and_a_trace_per_class():
 def test_datamap_at_scale_is_a_stratified_sample_over_a_density_of_all_samples():
     """50,000 samples of a one-vs-rest task (1% positives): 2,000 points, the positives among
     them, coloured by the task's label with the class on hover; every sample in the density
-    layer; frames carry only what moves."""
-    from app.charts import datamap_animation, datamap_density, subsample
+    layer; each epoch's option carries only what moves."""
+    from app.charts import datamap_density, subsample
+    from app.training_charts import datamap_timeline
 
     rng = np.random.default_rng(1)
     n, epochs = 50_000, list(range(1, 6))
@@ -280,15 +304,25 @@ def test_datamap_at_scale_is_a_stratified_sample_over_a_density_of_all_samples()
     np.testing.assert_array_equal(density[0] > 0, counts > 0)  # every sample counted
     color = np.where(labels[keep] > 0, "positive", "negative")
     hover = [f"class {c}" for c in range(len(keep))]
-    fig = datamap_animation(conf[:, keep], var[:, keep], epochs, color, "label", categorical=True, hover=hover,
-                            density=density)
-    assert [t.type for t in fig.data] == ["heatmap", "scattergl", "scattergl"]
-    assert [t.name for t in fig.data[1:]] == ["positive", "negative"]
-    assert list(fig.data[1].text) == [h for h, c in zip(hover, color) if c == "positive"]
-    for frame in fig.frames:
-        assert list(frame.traces) == [0, 1, 2]
-        assert frame.data[1].text is None and frame.data[1].marker.color is None  # sent once, not per frame
-    assert len(fig.to_json()) < 3_000_000 * 2 / 5  # 5 epochs here: 50 stay under 3 MB
+    option = datamap_timeline(conf[:, keep], var[:, keep], epochs, color, "label", categorical=True, hover=hover,
+                              density=density)
+    base = option["baseOption"]
+    assert [s["type"] for s in base["series"]] == ["heatmap", "scatter", "scatter"]
+    assert [s["name"] for s in base["series"][1:]] == ["positive", "negative"]
+    cells = np.array(base["dataset"][0]["source"])
+    positive = base["dataset"][base["series"][1]["datasetIndex"]]
+    assert [row[0] for row in positive["source"]] == [h for h, c in zip(hover, color) if c == "positive"]  # on hover
+    for i, frame in enumerate(option["options"]):
+        value = frame["series"][0]["encode"]["value"]
+        drawn = np.zeros((50, 50))
+        drawn[cells[:, 1], cells[:, 0]] = cells[:, value]
+        np.testing.assert_array_equal(drawn, density[i])  # every non-empty cell, row = confidence bin
+        assert frame["visualMap"] == [{"dimension": value}]
+        assert all(set(s) == {"encode"} for s in frame["series"])  # an epoch's option carries no data
+    # every value once: about 12 bytes per point and epoch, 4 per density cell and epoch
+    size = len(json.dumps(option, separators=(",", ":")))
+    assert size < len(epochs) * (12 * len(keep) + 4 * 50 * 50) + 30 * len(keep)
+    assert size * 50 / len(epochs) < 3_000_000  # 5 epochs here: 50 stay under 3 MB
 
 
 def test_settings_that_leave_a_task_without_positives_are_refused_and_nothing_stored_changes(trained, monkeypatch,

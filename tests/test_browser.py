@@ -379,7 +379,7 @@ def test_demo_from_the_overview(browser, app_url, tmp_path):
         sidebar.get_by_text("Demo · step 1 of 3").wait_for()
         page.get_by_text("completed · epoch 40/40").wait_for(timeout=TRAINING_TIMEOUT_MS)
         walk.idle()
-        page.locator(".js-plotly-plot").last.wait_for()
+        page.locator('[data-testid="stEChartsChart"][aria-label*="data map of"]').last.wait_for()
         walk.check("demo_training")
 
         sidebar.get_by_role("link", name="Next: Clustering →").click()
