@@ -18,16 +18,6 @@ def label_px(labels: Sequence, size: float = 12) -> int:
     return int(0.6 * size * max((len(str(s)) for s in labels), default=0))
 
 
-def _margins(**px: int) -> dict:
-    """``layout.margin`` wide enough for what the figure puts there (tick labels, axis titles,
-    colour bar, legend), from rough text widths.
-
-    Plotly's automatic margins (on by default) still widen a margin that is too narrow, but
-    each widening redraws the whole figure, so a figure that reserves its margins is drawn
-    once (bench/README.md, ``scale.py``)."""
-    return {"l": 10, "r": 10, "t": 30, "b": 10, **px}
-
-
 def cluster_order(memberships: np.ndarray) -> np.ndarray:
     """Task order for display: by cluster (argmax), then by decreasing membership in it."""
     labels = memberships.argmax(1)

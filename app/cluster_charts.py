@@ -171,7 +171,8 @@ def group_membership_bars(memberships: np.ndarray, task_names: Sequence[str], gr
     return {
         "height": 360 + (label_px(x) if turned else 0),
         "animation": False,
-        "title": chart_title(f"Known group “{group}”") | {"subtext": "each task's memberships, one bar per cluster"},
+        "title": chart_title(f"Known group “{group}”")
+        | {"subtext": "each task's memberships, one bar per cluster"},
         "tooltip": {"trigger": "axis", "confine": True},
         "legend": {"type": "scroll", "orient": "vertical", "right": 0, "top": 40},
         "grid": _GRID | {"right": label_px([f"cluster {w.shape[1] - 1}"]) + 50, "top": 80},

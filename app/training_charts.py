@@ -79,10 +79,12 @@ def datamap_timeline(confidence: np.ndarray, variability: np.ndarray, epochs: Se
         datasets.insert(0, {"dimensions": ["variability bin", "confidence bin", *(f"density {e}" for e in epochs)],
                             "source": np.column_stack([cols[used], rows[used], d[used]]).tolist()})
         series.append({"type": "heatmap", "name": "all samples", "datasetIndex": 0, "xAxisIndex": 1,
-                       "yAxisIndex": 1, "silent": True, "tooltip": {"show": False}, "encode": {"x": 0, "y": 1, "value": 2 + first}})
+                       "yAxisIndex": 1, "silent": True, "tooltip": {"show": False},
+                       "encode": {"x": 0, "y": 1, "value": 2 + first}})
         # an empty cell (0) is out of range, drawn transparent; 1..255 go from faint to dark grey
         visual_maps.append({"type": "continuous", "show": False, "min": 1, "max": 255, "seriesIndex": 0,
-                            "dimension": 2 + first, "inRange": {"color": ["rgba(90,90,90,0.10)", "rgba(30,30,30,0.65)"]},
+                            "dimension": 2 + first,
+                            "inRange": {"color": ["rgba(90,90,90,0.10)", "rgba(30,30,30,0.65)"]},
                             "outOfRange": {"color": "rgba(0,0,0,0)"}})
         offset = 1
     tooltip = list(range(len(extra)))

@@ -90,8 +90,8 @@ def grouping_view() -> None:
         st.stop()
     memberships = np.asarray(result.memberships)
 
-    # One view at a time: a k or F change then redraws only the open tab (at 100 tasks the four
-    # views together took about twice as long per change: bench/README.md, "Paper scale").
+    # One view at a time: a k or F change then redraws only the open tab (at 100 tasks the page
+    # with every view took nearly twice as long per change: bench/README.md, scale.py).
     views = ["Memberships", *(["Known groups"] if has_groups else []), "Paper's claims", "Table"]
     tabs = dict(zip(views, st.tabs(views, key="view", bind="query-params")))
     if tabs["Memberships"].open:
@@ -155,6 +155,8 @@ def membership_table(memberships: np.ndarray, labels: np.ndarray, k: int, fuzzin
                        f"memberships_{run_id}_k{k}.json", "application/json",
                        help="Run, settings, task names, memberships (n_tasks × k) and cluster labels, e.g. to use "
                             "the memberships as loss weights elsewhere.")
+
+
 def known_groups(memberships: np.ndarray, labels: np.ndarray) -> None:
     """The clusters against the dataset's known groups: scores, the matched contingency, and the
     memberships of one group's tasks."""
