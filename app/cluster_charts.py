@@ -2,11 +2,12 @@
 no store access). Each option carries the figure's height in px under ``"height"``, which
 ``st.echarts_chart`` takes as its own argument; :func:`show` draws one.
 
-Why ECharts here, and Plotly for the other figures: a k or F change redraws these figures from
-new memberships. ``st.plotly_chart`` gives a chart a new identity whenever its figure changes,
-so each change unmounts and mounts every Plotly figure again (and draws it twice), while a keyed
-``st.echarts_chart`` keeps its chart and updates it in place, which makes a k or F change at
-100 tasks markedly faster in the browser (before / after figures: bench/README.md, ``scale.py``).
+Why ECharts here (and for the Training page, :mod:`app.training_charts`) while the other pages
+keep Plotly: a k or F change redraws these figures from new memberships. ``st.plotly_chart``
+gives a chart a new identity whenever its figure changes, so each change unmounts and mounts
+every Plotly figure again (and draws it twice), while a keyed ``st.echarts_chart`` keeps its
+chart and updates it in place, which makes a k or F change at 100 tasks markedly faster in the
+browser (before / after figures: bench/README.md, ``scale.py``).
 """
 
 from __future__ import annotations

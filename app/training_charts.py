@@ -21,9 +21,9 @@ RD_YL_GN = ("#a50026", "#d73027", "#f46d43", "#fdae61", "#fee08b", "#ffffbf", "#
             "#1a9850", "#006837")
 
 
-def _groups(color: np.ndarray) -> list[str]:
-    labels = sorted({str(c) for c in color})
-    return sorted(labels, key=lambda s: ({"positive": 0, "negative": 1}.get(s, 2), len(s), s))
+def _groups(labels: np.ndarray) -> list[str]:
+    """The distinct labels: positive, negative, then the others by length and name."""
+    return sorted(set(labels.tolist()), key=lambda s: ({"positive": 0, "negative": 1}.get(s, 2), len(s), s))
 
 
 def datamap_timeline(confidence: np.ndarray, variability: np.ndarray, epochs: Sequence[int], color: np.ndarray,

@@ -71,18 +71,17 @@ CANVAS_JS = """() => {
 }"""
 # The time (ms since navigation start) at which the page was drawn, or null: the app's script
 # has finished, at least ``want`` charts hold their figures (a Plotly chart its drawn data, an
-# ECharts chart an applied option, which ECharts then describes in its aria-label), the table
-# is there if ``table``, and no canvas was drawn on for 300 ms. The time is when all that first
-# held or the last draw call, whichever is later.
-DRAWN_JS = """([want, table]) => {
+# ECharts chart an applied option, which ECharts then describes in its aria-label), and no canvas
+# was drawn on for 300 ms. The time is when all that first held or the last draw call, whichever
+# is later.
+DRAWN_JS = """(want) => {
     const app = document.querySelector('[data-testid="stApp"]');
     const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
     const charts = Array.from(document.querySelectorAll('[data-testid="stEChartsChart"]'));
     const ready = app && app.getAttribute('data-test-script-state') === 'notRunning'
         && app.getAttribute('data-test-connection-state') === 'CONNECTED'
         && plots.filter(p => p._fullData && p._fullData.length).length
-           + charts.filter(c => c.getAttribute('aria-label')).length >= want
-        && (!table || document.querySelector('[data-testid="stTable"]') !== null);
+           + charts.filter(c => c.getAttribute('aria-label')).length >= want;
     if (!ready) { window.__met = null; return null; }
     window.__met = window.__met || performance.now();
     if (performance.now() - window.__lastDraw < 300) return null;
@@ -95,20 +94,21 @@ CHARTS_JS = """() => {
                               c => c.getAttribute('aria-label'));
     return labels.length && labels.every(l => l) ? labels.join('|') : null;
 }"""
-# Arms a frame-by-frame watch of the next key event: window.__t1 is set once the figures (the
-# membership heatmap, or every chart: ``heatmapJs``) hold a new option, the script has finished and no canvas was drawn on for 300 ms, to the later of
-# the first two and the last draw call.
-ARM_JS = """(heatmapJs) => {
-    const heatmap = eval(heatmapJs);
+# Arms a frame-by-frame watch of the next key event: window.__t1 is set once the figures (what
+# ``drawnJs`` returns: the membership heatmap's option, or every chart's) hold a new option, the
+# script has finished and no canvas was drawn on for 300 ms, to the later of the first two and
+# the last draw call.
+ARM_JS = """(drawnJs) => {
+    const drawnNow = eval(drawnJs);
     window.__t0 = null; window.__t1 = null;
-    const before = heatmap();
+    const before = drawnNow();
     let changed = null;
     document.addEventListener('keydown', () => { window.__t0 = performance.now(); }, {once: true, capture: true});
     const app = document.querySelector('[data-testid="stApp"]');
     const loop = () => {
         const now = performance.now();
         if (window.__t0 !== null && changed === null) {
-            const drawn = heatmap();
+            const drawn = drawnNow();
             if (drawn !== null && drawn !== before && app.getAttribute('data-test-script-state') === 'notRunning') {
                 changed = now;
             }
@@ -146,7 +146,7 @@ class Tab:
     def _count(self, payload) -> None:
         self.received += len(payload)
 
-    def open(self, url: str | None, want: int, table: bool = False) -> tuple[float, int]:
+    def open(self, url: str | None, want: int) -> tuple[float, int]:
         """Go to ``url`` (``None``: reload): seconds from navigation start to drawn, websocket
         bytes received."""
         self.received = 0
@@ -154,7 +154,7 @@ class Tab:
             self.page.reload()
         else:
             self.page.goto(url)
-        seconds = self.page.wait_for_function(DRAWN_JS, arg=[want, table], polling="raf",
+        seconds = self.page.wait_for_function(DRAWN_JS, arg=want, polling="raf",
                                               timeout=TIMEOUT_MS).json_value() / 1000
         exceptions = self.page.locator('[data-testid="stException"]')
         if exceptions.count():
@@ -180,10 +180,10 @@ class Tab:
         return times[1:]
 
 
-def first_visit(browser, url: str, want: int, table: bool = False) -> tuple[float, int]:
+def first_visit(browser, url: str, want: int) -> tuple[float, int]:
     """``url`` in a new browser profile: seconds to drawn, websocket bytes."""
     with Tab(browser) as tab:
-        return tab.open(url, want, table)
+        return tab.open(url, want)
 
 
 def figure_line(name: str, value: float, target: str | None = None, received: int | None = None) -> str:
@@ -246,24 +246,24 @@ def main() -> None:
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
         # Clustering opens on its Memberships tab: the heatmap and the task map.
-        pages = (("Clustering (raw, every epoch)", clustering, 2, False, "first"),
-                 ("Clustering (pattern)", clustering + "&rep=pattern", 2, False, "first"),
-                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 2, False, "first"),
-                 (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, False, "training"))
+        pages = (("Clustering (raw, every epoch)", clustering, 2, "first"),
+                 ("Clustering (pattern)", clustering + "&rep=pattern", 2, "first"),
+                 (f"Clustering (epochs {selection[:12]}…)", clustering + f"&ep={selection}", 2, "first"),
+                 (f"Training, data map of task {task!r}", f"/training?run={run_id}&task={task}", 2, "training"))
         log = Path(tmp) / "server.log"
         lines = []
         with headless_browser() as browser:
             lines.append("First visit: a fresh server, a new browser profile")
-            for name, path, want, table, target in pages:
+            for name, path, want, target in pages:
                 with serve_app(store.root, log) as (url, server):
-                    seconds, received = first_visit(browser, url + path, want, table)
+                    seconds, received = first_visit(browser, url + path, want)
                 lines.append(figure_line(name, seconds, target, received))
             lines.append("In one tab on one server (Clustering opened first, not counted)")
             with serve_app(store.root, log) as (url, server), Tab(browser) as tab:
                 tab.open(url + clustering, 2)
                 lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 2)[0], "cached"))
-                for name, path, want, table, target in pages[1:]:
-                    seconds, received = tab.open(url + path, want, table)
+                for name, path, want, target in pages[1:]:
+                    seconds, received = tab.open(url + path, want)
                     lines.append(figure_line(name + ", not cached", seconds, target, received))
                 lines.append(figure_line("Training, websocket bytes", received / 2**20, "training_mb"))
                 tab.open(url + clustering, 2)

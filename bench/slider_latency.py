@@ -96,11 +96,10 @@ def p90_verdict(times: list[float]) -> str:
     return verdict(float(np.percentile(times, 90)) <= TARGET_S)
 
 
-#: The Clustering tabs measured, with what shows that a change to k clusters was drawn: the
-#: membership heatmap has a column per cluster, the group bars a series per cluster.
-VIEWS = {"Memberships": lambda option: heatmap_matrix(option).shape[1],
-         "Known groups": lambda option: len(option["series"])}
-VIEW_CHART = {"Memberships": "heatmap", "Known groups": "group_bars"}
+#: The Clustering tabs measured: the chart that shows a change to k clusters was drawn, and its
+#: number of clusters (the membership heatmap has a column per cluster, the group bars a series).
+VIEWS = {"Memberships": ("heatmap", lambda option: heatmap_matrix(option).shape[1]),
+         "Known groups": ("group_bars", lambda option: len(option["series"]))}
 
 
 def bench_page(store_root: Path, view: str, k_values: list[int], f_values: list[float]) -> None:
@@ -129,7 +128,8 @@ def bench_page(store_root: Path, view: str, k_values: list[int], f_values: list[
             t = time.perf_counter()
             at.slider(key="fuzziness").set_value(f).run()
             f_times.append(time.perf_counter() - t)
-            if at.exception or VIEWS[view](chart_option(at, VIEW_CHART[view])) != k:
+            chart, n_clusters = VIEWS[view]
+            if at.exception or n_clusters(chart_option(at, chart)) != k:
                 raise SystemExit(f"the page failed at k={k}, F={f}: {[e.value for e in at.exception]}")
     finally:
         gc.callbacks.remove(collections)

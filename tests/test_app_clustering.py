@@ -65,8 +65,7 @@ for page in ("../pages/clustering.py", "../pages/training.py"):
     assert not at.exception, at.exception
     assert at.title[0].value == page.split("/")[-1][:-3].capitalize()
     assert not at.error and not at.info, "the page stopped before its figures"
-    drawn = at.get("echarts_chart")
-    assert drawn, "the page drew no figure"  # memberships, or the data maps
+    assert at.get("echarts_chart"), "the page drew no figure"  # memberships, or the data maps
 print(sorted(m for m in ("torch", "torchvision") if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "STG_STORE": str(store.root)},
