@@ -1,10 +1,9 @@
 """ECharts option builders for the Training page: a task's data map animated over the epochs and
 the training curves (arrays in, option dicts out; :func:`app.cluster_charts.show` draws them).
 
-ECharts rather than Plotly: the page then loads no Plotly bundle (4.7 MB of script to parse in
-the browser; ECharts' is 1.2 MB and shared with the Clustering page). With Plotly figures, a
-task's data map opened in a tab after Clustering took 4.8 s to draw at the paper's size; with
-these, 1.9 s (bench/README.md, ``scale.py``).
+ECharts rather than Plotly: the page then loads no Plotly bundle, whose script is several times
+larger than ECharts' (which the Clustering page loads anyway), so a task's data map draws
+markedly sooner at the paper's size (before / after figures: bench/README.md, ``scale.py``).
 """
 
 from __future__ import annotations

@@ -90,8 +90,8 @@ def grouping_view() -> None:
         st.stop()
     memberships = np.asarray(result.memberships)
 
-    # One view at a time: a k or F change then redraws only the open tab (at 100 tasks the page
-    # with every view took nearly twice as long per change: bench/README.md, scale.py).
+    # One view at a time: a k or F change then redraws only the open tab, not every section of a
+    # page that is 1,400 px tall at 100 tasks (before / after figures: bench/README.md, scale.py).
     views = ["Memberships", *(["Known groups"] if has_groups else []), "Paper's claims", "Table"]
     tabs = dict(zip(views, st.tabs(views, key="view", bind="query-params")))
     if tabs["Memberships"].open:

@@ -123,7 +123,7 @@ color_by = c3.radio("Colour by", colourings, key="color_by", horizontal=True,
                          "fraction of epochs with p_true > 0.5; class: the sample's original class (offered up to "
                          "20 classes — the class is always on hover).")
 to_url(task=task)
-POINTS = 2_000  # points drawn per frame: 50 frames of 2,000 stay under 2 MB sent to the browser
+POINTS = 2_000  # points drawn: 2,000 over 50 epochs stay under 2 MB sent to the browser
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the data map…")
