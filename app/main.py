@@ -1,12 +1,16 @@
-"""STG-MTL Studio — Streamlit entry point: ``streamlit run app/main.py``.
+"""STG-MTL Studio: ``streamlit run app/main.py``.
 
-Registers the pages of the top-level ``pages/`` folder explicitly (Streamlit's auto-discovery
-only looks beside this file) and draws the sidebar shared by every page: the active run.
+Serves ``app/studio.py`` (the navigation, the sidebar and the pages). As the server starts, a
+background thread imports the libraries the pages use (:mod:`app.preload`), so the first page
+a visitor opens does not wait for them. Streamlit finds the ``app`` below and serves it.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -15,27 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo root
     sys.path.insert(0, str(ROOT))
 
-from app.state import PAGE_FILES, active_run_selector, demo_guide, store  # noqa: E402 - needs the path above
+from app.preload import preload_pages  # noqa: E402 - needs the path above
+from app.state import APP_SCRIPT  # noqa: E402
 
-st.set_page_config(page_title="STG-MTL Studio", layout="wide")
 
-PAGES = [
-    st.Page(PAGE_FILES["overview"], title="Overview", default=True),
-    st.Page(PAGE_FILES["experiment"], title="Experiment"),
-    st.Page(PAGE_FILES["training"], title="Training"),
-    st.Page(PAGE_FILES["clustering"], title="Clustering"),
-    st.Page(PAGE_FILES["evaluation"], title="Evaluation"),
-    st.Page(PAGE_FILES["methods"], title="Methods"),
-    st.Page(PAGE_FILES["stability"], title="Stability"),
-]
-navigation = st.navigation(PAGES)
-st.sidebar.markdown("**STG-MTL Studio**  \nTask grouping for multi-task learning from data maps.")
-active_run_selector(store())
-demo_guide(navigation.url_path)
-try:
-    navigation.run()
-except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-    # A damaged or partial artifact that a page's own checks did not foresee: a message, not a traceback.
-    st.error(f"This page cannot be shown: {type(exc).__name__}: {exc}")
-    st.info("If a run's files were changed or partly deleted, train it again (launch the same settings from "
-            "**Experiment**) or choose another run in the sidebar.")
+@asynccontextmanager
+async def lifespan(_app: st.App) -> AsyncIterator[None]:
+    threading.Thread(target=preload_pages, name="stg-preload", daemon=True).start()
+    yield
+
+
+app = st.App(APP_SCRIPT, lifespan=lifespan)

@@ -19,6 +19,8 @@ from stg_core.store import ArtifactStore
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The Streamlit script (navigation and sidebar) that ``app/main.py`` serves and tests run.
+APP_SCRIPT = str(ROOT / "app" / "studio.py")
 #: Page scripts by name, as registered with ``st.navigation`` (``st.page_link`` takes these).
 PAGE_FILES = {name: str(ROOT / "pages" / f"{name}.py")
               for name in ("overview", "experiment", "training", "clustering", "evaluation", "methods", "stability")}

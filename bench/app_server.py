@@ -24,9 +24,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(store: Path, log: Path, script: str = "app/main.py") -> Iterator[tuple[str, subprocess.Popen]]:
+def serve_app(store: Path, log: Path, script: str = "app/main.py",
+              ready_line: str | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run app/main.py`` (or another ``script`` of the repository) on the store
-    ``store``: yields ``(url, server process)`` once healthy; stopped afterwards."""
+    ``store``: yields ``(url, server process)`` once healthy and, with ``ready_line``, once its
+    log holds a line starting so; stopped afterwards."""
     port = free_port()
     env = {**os.environ, "STG_STORE": str(store), "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
@@ -43,12 +45,14 @@ def serve_app(store: Path, log: Path, script: str = "app/main.py") -> Iterator[t
                 raise SystemExit(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().decode().strip() == "ok":
-                        break
+                    healthy = response.read().decode().strip() == "ok"
             except OSError:
-                pass
+                healthy = False
+            if healthy and (ready_line is None or any(line.startswith(ready_line)
+                                                      for line in log.read_text(errors="replace").splitlines())):
+                break
             if time.monotonic() > deadline:
-                raise SystemExit(f"streamlit not healthy after 120 s:\n{log.read_text()[-3000:]}")
+                raise SystemExit(f"streamlit not ready after 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.25)
         yield url, server
     finally:

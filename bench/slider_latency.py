@@ -47,12 +47,12 @@ import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 import streamlit  # noqa: E402
 
+from app.state import APP_SCRIPT  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.synthetic import write_synthetic_run  # noqa: E402
 from common import cpu_model, load_average, usable_cores, verdict  # noqa: E402
 from tests.echarts_options import chart_keys, chart_option, heatmap_matrix, open_tab  # noqa: E402
 
-MAIN = str(ROOT / "app" / "main.py")
 TARGET_S = 0.300
 
 def conditions(n_tasks: int, n_samples: int, n_epochs: int) -> None:
@@ -109,7 +109,7 @@ def bench_page(store_root: Path, view: str, k_values: list[int], f_values: list[
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
     os.environ["STG_STORE"] = str(store_root)
     t = time.perf_counter()
-    at = AppTest.from_file(MAIN, default_timeout=600).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=600).run()
     at = open_tab(at.switch_page("../pages/clustering.py").run(), view)
     first = time.perf_counter() - t
     if at.exception or at.error:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from app.task_builder import apply_edits, new_task, to_tasks
 from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
@@ -15,12 +16,11 @@ from stg_core.store import ArtifactStore
 from stg_core.training import train_run
 from tests.echarts_options import chart_keys, chart_option
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def _app(store_root, monkeypatch, page: str = "experiment") -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
-    at = AppTest.from_file(MAIN, default_timeout=120).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=120).run()
     return at.switch_page(f"../pages/{page}.py").run()
 
 
@@ -412,7 +412,7 @@ def test_training_progress_polls_in_a_fragment_not_by_rerunning_the_page(trained
 def test_server_binds_to_localhost_without_usage_statistics():
     import tomllib
 
-    config = tomllib.loads((Path(MAIN).parents[1] / ".streamlit" / "config.toml").read_text())
+    config = tomllib.loads((Path(APP_SCRIPT).parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "localhost"
     assert config["browser"]["gatherUsageStats"] is False
 

@@ -4,22 +4,21 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
 from tests.echarts_options import chart_keys, chart_option, heatmap_matrix, open_tab
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def _clustering_page(store_root, monkeypatch) -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     return at.switch_page("../pages/clustering.py").run()
 
 
@@ -59,7 +58,7 @@ def test_the_clustering_and_training_pages_do_not_import_torch(store):
     code = f"""
 import sys
 from streamlit.testing.v1 import AppTest
-at = AppTest.from_file({MAIN!r}, default_timeout=120).run()
+at = AppTest.from_file({APP_SCRIPT!r}, default_timeout=120).run()
 for page in ("../pages/clustering.py", "../pages/training.py"):
     at = at.switch_page(page).run()
     assert not at.exception, at.exception
@@ -263,7 +262,7 @@ def test_a_link_with_the_run_and_settings_reproduces_theopen_tab(tmp_path, monke
     link = {"k": "5", "F": "1.3", "rep": "pattern", "group": "footwear", "view": "Known groups"}
 
     def open_link(run_id: str) -> AppTest:
-        at = AppTest.from_file(MAIN, default_timeout=60)
+        at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
         at.query_params.update({"run": run_id, **link})
         at.run().switch_page("../pages/clustering.py").run()
         assert not at.exception and not at.error
@@ -315,7 +314,7 @@ def test_known_groups_order_band_and_matched_contingency(grouped_store, monkeypa
 
 
 def test_epochs_and_representation_come_from_the_url(grouped_store, monkeypatch):
-    at = AppTest.from_file(MAIN, default_timeout=60)
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
     monkeypatch.setenv("STG_STORE", str(grouped_store.root))
     at.query_params.update({"run": grouped_store.run_ids()[0], "ep": "1,3", "rep": "pattern"})
     at.run().switch_page("../pages/clustering.py").run()
@@ -333,7 +332,7 @@ def test_a_run_with_a_missing_artifact_says_what_is_missing_not_a_traceback(tmp_
     (store.run_dir(run_id) / "samples" / "classes.npy").unlink()
     (store.run_dir(run_id) / "datamaps" / "epoch_2.npy").write_bytes(b"not an array")
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     if page != "overview":
         at.switch_page(f"../pages/{page}.py").run()
     assert not at.exception
@@ -378,7 +377,7 @@ def test_only_the_open_view_is_drawn_and_each_view_keeps_its_settings(grouped_st
 @pytest.mark.parametrize("view", ["<script>", "", "Table" * 1000, "memberships"])
 def test_an_unknown_view_in_the_url_opens_the_memberships(grouped_store, monkeypatch, view):
     monkeypatch.setenv("STG_STORE", str(grouped_store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60)
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
     at.query_params.update({"run": grouped_store.run_ids()[0], "view": view})
     at.run().switch_page("../pages/clustering.py").run()
     assert not at.exception and not at.error

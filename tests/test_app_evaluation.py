@@ -2,12 +2,12 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import (METHODS, EvaluationSpec, evaluation_dir, load_evaluation_spec, run_evaluation,
@@ -16,12 +16,11 @@ from stg_core.store import ArtifactStore, update_status_file
 from stg_core.training import train_run
 from tests.echarts_options import open_tab
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def _evaluation_page(store_root, monkeypatch) -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     return at.switch_page("../pages/evaluation.py").run()
 
 
@@ -182,7 +181,7 @@ def test_f1_curves_figure():
 def test_k_and_f_come_from_the_url_or_the_clustering_page(evaluated, monkeypatch):
     store, run_id, _ = evaluated
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     at.switch_page("../pages/clustering.py").run()
     at.slider(key="k").set_value(5).run()
     at.slider(key="fuzziness").set_value(1.3).run()
@@ -190,7 +189,7 @@ def test_k_and_f_come_from_the_url_or_the_clustering_page(evaluated, monkeypatch
     assert not at.exception
     assert at.slider(key="eval_k").value == 5 and at.slider(key="eval_fuzziness").value == 1.3
 
-    shared = AppTest.from_file(MAIN, default_timeout=60)  # a link to the page: the URL wins
+    shared = AppTest.from_file(APP_SCRIPT, default_timeout=60)  # a link to the page: the URL wins
     shared.query_params.update({"k": "6", "F": "2.5", "comb": "logits"})
     shared.run().switch_page("../pages/evaluation.py").run()
     assert not shared.exception
@@ -205,7 +204,7 @@ def test_claims_panel_reports_the_f1_claim_from_the_runs_evaluation(evaluated, m
     final = {m: results["methods"][m]["mean_f1"]["test"][-1] for m in ("stg", "mtl", "stl")}
     expected = "✓ holds" if final["stg"] >= max(final["mtl"], final["stl"]) else "✗ does not hold"
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     for page in ("overview", "clustering"):
         if page != "overview":
             open_tab(at.switch_page(f"../pages/{page}.py").run(), "Paper's claims")
@@ -224,7 +223,7 @@ def test_f1_claim_of_another_grouping_is_not_applicable_and_one_click_evaluates_
 
     store, run_id, _ = evaluated
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     open_tab(at.switch_page("../pages/clustering.py").run(), "Paper's claims")
     at.slider(key="k").set_value(4).run()
     assert not at.exception

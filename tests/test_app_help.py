@@ -1,15 +1,13 @@
 """Every widget on every page carries a help tooltip, and every page has the glossary."""
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 WIDGETS = ("button", "selectbox", "slider", "number_input", "text_input", "radio", "multiselect", "checkbox",
            "file_uploader", "toggle", "download_button", "select_slider", "text_area")
 PAGES = ("overview", "experiment", "training", "clustering", "evaluation", "methods", "stability")
@@ -30,7 +28,7 @@ def _missing_help(at: AppTest) -> list[str]:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_widget_has_a_tooltip_and_the_page_a_glossary(store, monkeypatch, page):
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=120).run().switch_page(f"../pages/{page}.py").run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=120).run().switch_page(f"../pages/{page}.py").run()
     assert not at.exception
     missing = _missing_help(at)
     if page == "experiment":  # the task builder's widgets too

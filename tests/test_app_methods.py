@@ -3,12 +3,12 @@ and its figure builders."""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from stg_core import jobs, locks
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.evaluation import load_evaluation_spec, run_evaluation
@@ -17,7 +17,6 @@ from stg_core.store import ArtifactStore, update_status_file
 from stg_core.training import train_run
 from tests.echarts_options import chart_keys, chart_option, heatmap_matrix
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 WIDGETS = ("button", "selectbox", "slider", "number_input", "text_input", "radio", "multiselect", "checkbox",
            "file_uploader", "toggle", "download_button", "select_slider", "text_area")
 DONE = ("stg", "tag", "random")  # the groupings the `grouped` fixture computes (k = 3, seed 0)
@@ -25,7 +24,7 @@ DONE = ("stg", "tag", "random")  # the groupings the `grouped` fixture computes 
 
 def _methods_page(store_root, monkeypatch) -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     return at.switch_page("../pages/methods.py").run()
 
 
@@ -191,7 +190,7 @@ def test_method_parameters_make_another_grouping_and_bad_ones_are_named(finished
 def test_the_settings_come_from_the_url(finished_run, monkeypatch):
     store, _ = finished_run
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60)
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60)
     at.query_params.update({"k": "5", "seed": "3", "methods": "tag,random", "params_tag": '{"beam_width": 4}'})
     at.run().switch_page("../pages/methods.py").run()
     assert not at.exception
@@ -203,7 +202,7 @@ def test_the_settings_come_from_the_url(finished_run, monkeypatch):
 def test_k_comes_from_the_clustering_page(finished_run, monkeypatch):
     store, _ = finished_run
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(MAIN, default_timeout=60).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=60).run()
     at.switch_page("../pages/clustering.py").run()
     at.slider(key="k").set_value(6).run()
     at.switch_page("../pages/methods.py").run()

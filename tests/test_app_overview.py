@@ -1,22 +1,20 @@
 """The Overview page: explanation, live fuzziness example, demo button, claims panel."""
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.state import APP_SCRIPT
 from stg_core import jobs
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.demo import DEMOS
 from stg_core.store import ArtifactStore
 from stg_core.training import train_run
 
-MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
 def _overview(store_root, monkeypatch) -> AppTest:
     monkeypatch.setenv("STG_STORE", str(store_root))
-    return AppTest.from_file(MAIN, default_timeout=120).run()
+    return AppTest.from_file(APP_SCRIPT, default_timeout=120).run()
 
 
 def test_overview_is_the_landing_page_and_works_without_runs(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from app.preload import PRELOADED
 from stg_core.demo import DEMOS
 from tests.echarts_options import MEMBERSHIP_SPEC_JS
 
@@ -241,6 +242,17 @@ class Walk:
         """The membership heatmap as drawn: x labels, y labels, columns, z."""
         self.page.wait_for_function(f"({HEATMAP_JS})() !== null", timeout=STEP_TIMEOUT_MS)
         return self.page.evaluate(HEATMAP_JS)
+
+
+def test_the_server_imports_the_pages_modules_as_it_starts(browser, app_url):
+    """``streamlit run app/main.py`` serves app/main.py's ``st.App``, whose start-up hook imports
+    every module the pages use, before any page asks for one."""
+    log = ARTIFACTS / "server.log"
+    deadline = time.monotonic() + 120
+    while PRELOADED not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no preload line in the server's log:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    assert "not importable" not in log.read_text(errors="replace")
 
 
 def test_digits_preset_end_to_end(browser, app_url):  # browser first: skip before starting the app

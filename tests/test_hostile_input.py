@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.state import APP_SCRIPT
 from stg_core import data as data_module
 from stg_core.data import MAX_CLASSES, MAX_DATA_BYTES, load_dataset
 from tests.cifar_files import write_cifar10
@@ -284,7 +285,7 @@ def _experiment_page(store: Path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("STG_STORE", str(store))
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=120).run()
     return at.switch_page("../pages/experiment.py").run()
 
 

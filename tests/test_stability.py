@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from app.state import APP_SCRIPT
 from stg_core.config import TrainConfig, spec_from_preset
 from stg_core.stability import (claim_summary, co_association, consensus_grouping, pairwise_ari, sweep_stability,
                                 task_stability)
@@ -102,7 +103,7 @@ def test_the_stability_page_draws_a_sweep(g2_sweep, monkeypatch):
 
     store, record = g2_sweep
     monkeypatch.setenv("STG_STORE", str(store.root))
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=120).run()
     at = at.switch_page("../pages/stability.py").run()
     assert not at.exception
     assert at.selectbox(key="sweep").value == record["id"]
@@ -124,6 +125,6 @@ def test_the_stability_page_without_a_sweep(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("STG_STORE", str(tmp_path))
-    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=120).run()
+    at = AppTest.from_file(APP_SCRIPT, default_timeout=120).run()
     at = at.switch_page("../pages/stability.py").run()
     assert not at.exception and "stg_core sweep" in at.info[0].value
