@@ -3,6 +3,8 @@
 Serves ``app/studio.py`` (the navigation, the sidebar and the pages). As the server starts, a
 background thread imports the libraries the pages use (:mod:`app.preload`), so the first page
 a visitor opens does not wait for them. Streamlit finds the ``app`` below and serves it.
+Streamlit marks ``st.App`` experimental: ``streamlit run app/studio.py`` serves the same pages
+without the preload.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ opened in headless Chromium.
     python bench/scale.py            # 100 tasks x 50,000 samples x 50 epochs (~10 min on 2 cores, most of it writing the run)
     python bench/scale.py --quick    # 100 tasks x 5,000 samples x 5 epochs, 5 changes each (~2 min)
     python bench/scale.py --store DIR  # keep the run in DIR and reuse it next time (same sizes): ~2 min
+    python bench/scale.py --busy 1   # the same with one process spinning on a core beside it (a loaded machine)
 
 The run is written by ``stg_core.synthetic.write_synthetic_run``: synthetic p_true with the 20
 superclasses planted, through the same recorder and store code as training (p_true and Gram
@@ -14,15 +15,16 @@ navigation start (or the key event) to the page's figures drawn and its script f
 figure holds its data, and the last canvas draw call is done (none follows for 300 ms).
 
 1. First visit: each page from a fresh server (no reduction cached) in a new browser profile
-   (nothing cached), once the server has imported the pages' modules as it does when it starts
-   (``app/preload.py``; the time from ``streamlit run`` to then is printed): Clustering with the
-   raw representation, the pattern representation and an epoch selection (through the URL), and
-   Training with the data map of one task. Then Clustering visited the moment the server answers,
-   its imports still running: what a visitor who is that quick meets.
-2. In one tab, as a user clicks through, on one server: Clustering (not counted: it imports
-   and fills the cache), a reload of it (cached), then the pattern representation and the
-   epoch selection (reductions not cached) and Training (data map not cached) opened in the
-   same tab; the bytes the websocket received for Training; 10 k and 10 F changes on
+   (nothing cached; Chromium itself already running, as a user's is), once the server has
+   imported the pages' modules as it does when it starts (``app/preload.py``; the time from
+   ``streamlit run`` to then is printed): Clustering with the raw representation, the pattern
+   representation and an epoch selection (through the URL), and Training with the data map of
+   one task. Then Clustering visited the moment the server answers, its imports still running:
+   what a visitor who is that quick meets.
+2. In one tab, as a user clicks through, on one server (its start-up imports done): Clustering
+   (not counted: it fills the cache), a reload of it (cached), then the pattern representation
+   and the epoch selection (reductions not cached) and Training (data map not cached) opened in
+   the same tab; the bytes the websocket received for Training; 10 k and 10 F changes on
    Clustering's Memberships tab (keyboard on the slider: from the key event to the membership
    heatmap holding new values, the script finished and the last canvas draw call done; median,
    p90); the Known groups tab opened by a link (cached) and 10 k and 10 F changes on it (to its
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -183,6 +186,14 @@ class Tab:
         return times[1:]
 
 
+def start_renderer(browser) -> None:
+    """One blank page in a throwaway profile: the first page of a just-launched Chromium also
+    pays for starting its renderer, which a user's running browser has done long before."""
+    context = browser.new_context()
+    context.new_page().set_content("<canvas></canvas>")
+    context.close()
+
+
 def first_visit(browser, url: str, want: int) -> tuple[float, int]:
     """``url`` in a new browser profile: seconds to drawn, websocket bytes."""
     with Tab(browser) as tab:
@@ -226,25 +237,42 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="recorded epochs (default 50; --quick 5)")
     parser.add_argument("--store", type=Path, help="store folder kept between runs: a synthetic run of the same "
                                                    "sizes found there is reused instead of written again")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning beside the measurement, each on a "
+                                                              "core (the machine's load goes up by as many)")
     args = parser.parse_args()
     n_samples = args.samples or (5_000 if args.quick else 50_000)
     n_epochs = args.epochs or (5 if args.quick else 50)
     n_changes = 5 if args.quick else 10
-    import psutil
     import streamlit
 
     print(f"cpu: {cpu_model()}; usable cores={usable_cores()}; load average {load_average()}")
     print(f"streamlit {streamlit.__version__}; run: cifar100-g3, 100 tasks x {n_samples:,} samples x {n_epochs} "
           f"epochs (synthetic p_true, 20 superclasses planted)")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    if busy:
+        print(f"{len(busy)} spinning process(es) beside the measurement")
+    try:
+        measure(args, n_samples, n_epochs, n_changes)
+    finally:
+        for process in busy:
+            process.kill()
+    print(f"load average at the end: {load_average()}")
+
+
+def measure(args: argparse.Namespace, n_samples: int, n_epochs: int, n_changes: int) -> None:
+    """Write (or reuse) the run, measure the pages and print the figures."""
+    import psutil
+
     with tempfile.TemporaryDirectory(prefix="stg_scale_") as tmp:
         store = ArtifactStore(args.store or Path(tmp) / "store")
         run_id = reusable_run(store, n_samples, n_epochs) if args.store else None
         t = time.perf_counter()
+        reused = run_id is not None
         if run_id is None:
             run_id = write_synthetic_run(store, "cifar100-g3", n_samples=n_samples, n_epochs=n_epochs)
         size = sum(p.stat().st_size for p in store.run_dir(run_id).rglob("*") if p.is_file())
-        print(f"run {run_id} {'written' if time.perf_counter() - t > 1 else 'reused'} in "
-              f"{time.perf_counter() - t:.0f} s ({size / 2**20:,.0f} MiB)")
+        print(f"run {run_id} {'reused' if reused else 'written'} in {time.perf_counter() - t:.0f} s "
+              f"({size / 2**20:,.0f} MiB)")
         clustering = f"/clustering?run={run_id}"
         task = store.load_spec(run_id).task_names[0]
         selection = ",".join(str(e) for e in range(1, n_epochs + 1, 2))
@@ -256,6 +284,7 @@ def main() -> None:
         log = Path(tmp) / "server.log"
         lines = []
         with headless_browser() as browser:
+            start_renderer(browser)
             lines.append("First visit: a fresh server with the pages' modules imported, a new browser profile")
             for name, path, want, target in pages:
                 started = time.perf_counter()
@@ -269,7 +298,7 @@ def main() -> None:
                 seconds, received = first_visit(browser, url + clustering, 2)
             lines.append(figure_line("Clustering (raw), the moment the server answers", seconds, "first", received))
             lines.append("In one tab on one server (Clustering opened first, not counted)")
-            with serve_app(store.root, log) as (url, server), Tab(browser) as tab:
+            with serve_app(store.root, log, ready_line=PRELOADED) as (url, server), Tab(browser) as tab:
                 tab.open(url + clustering, 2)
                 lines.append(figure_line("Clustering, cached (reload)", tab.open(None, 2)[0], "cached"))
                 for name, path, want, target in pages[1:]:
@@ -296,7 +325,6 @@ def main() -> None:
                                               tab.slider_changes("Clusters k", n_changes)))
         print()
         print("\n".join(lines))
-    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":
