@@ -1,10 +1,11 @@
 """The pages' libraries, imported as the server starts instead of in the first visitor's page.
 
 On a fresh server the first run of a page imports what it needs: scikit-learn, SciPy and pandas
-for Clustering, torch for Experiment. ``app/main.py`` runs :func:`preload_pages` in a background
-thread as the server starts. A page run has the interpreter to itself: between two modules the
-preload waits while one is in progress, so a visitor who comes before it has finished pays no
-more than without it (a module being imported is shared through Python's import locks).
+for Clustering, torch for Experiment, Evaluation and Methods. ``app/main.py`` runs
+:func:`preload_pages` in a background thread as the server starts. A page run has the
+interpreter to itself: between two modules the preload waits while one is in progress, so a
+visitor who comes before it has finished waits, beyond what the page itself imports, only for
+the module being imported at that moment (Python's import locks share a module both threads need).
 """
 
 from __future__ import annotations

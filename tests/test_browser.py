@@ -246,7 +246,7 @@ class Walk:
 
 def test_the_server_imports_the_pages_modules_as_it_starts(browser, app_url):
     """``streamlit run app/main.py`` serves app/main.py's ``st.App``, whose start-up hook imports
-    every module the pages use, before any page asks for one."""
+    every module the pages use and says so in the server's log."""
     log = ARTIFACTS / "server.log"
     deadline = time.monotonic() + 120
     while PRELOADED not in log.read_text(errors="replace"):
