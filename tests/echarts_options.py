@@ -1,5 +1,5 @@
 """Reading the ECharts figures (``app.cluster_charts``, ``app.training_charts``) back in tests and
-benchmarks: the option a page drew under a key, the matrix a heatmap option draws, and the
+benchmarks: the option a page drew under a key (a Plotly figure too), the matrix a heatmap option draws, and the
 membership heatmap as a browser drew it; and opening the tab of a page that draws its figures
 in tabs."""
 
@@ -43,16 +43,17 @@ def open_tab(at, name: str, key: str = "view"):
     return at
 
 
-def chart_option(at, key: str) -> dict:
-    """The option of the one ``st.echarts_chart`` drawn under ``key`` in AppTest ``at``."""
-    charts = [c for c in at.get("echarts_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1, f"no single ECharts chart with key {key!r}"
+def chart_option(at, key: str, element: str = "echarts_chart") -> dict:
+    """The option of the one ``st.echarts_chart`` drawn under ``key`` in AppTest ``at`` (with
+    ``element="plotly_chart"``: the figure of the one ``st.plotly_chart``)."""
+    charts = [c for c in at.get(element) if c.proto.id.endswith(f"-{key}")]
+    assert len(charts) == 1, f"no single {element} with key {key!r}"
     return json.loads(charts[0].proto.spec)
 
 
-def chart_keys(at) -> list[str]:
-    """The keys of the page's ECharts charts, in page order."""
-    return [c.proto.id.rsplit("-", 1)[-1] for c in at.get("echarts_chart")]
+def chart_keys(at, element: str = "echarts_chart") -> list[str]:
+    """The keys of the page's ECharts charts (or ``element``s), in page order."""
+    return [c.proto.id.rsplit("-", 1)[-1] for c in at.get(element)]
 
 
 def heatmap_matrix(option: dict, series: int = 0) -> np.ndarray:

@@ -1,6 +1,5 @@
 """The Evaluation page, rendered headless with AppTest, and its F1 figure."""
 
-import json
 import shutil
 
 import numpy as np
@@ -14,7 +13,7 @@ from stg_core.evaluation import (METHODS, EvaluationSpec, evaluation_dir, load_e
                                  save_evaluation_spec)
 from stg_core.store import ArtifactStore, update_status_file
 from stg_core.training import train_run
-from tests.echarts_options import open_tab
+from tests.echarts_options import chart_option, open_tab
 
 
 
@@ -42,12 +41,6 @@ def store_copy(evaluated, tmp_path):
     return ArtifactStore(root), run_id, results
 
 
-def _figure(at: AppTest, key: str) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1, f"no single chart with key {key!r}"
-    return json.loads(charts[0].proto.spec)
-
-
 def _evaluation_ids(store: ArtifactStore, run_id: str) -> list[str]:
     return sorted(j.evaluation_id for j in jobs.all_jobs(store) if j.run_id == run_id and j.evaluation_id)
 
@@ -73,7 +66,7 @@ def test_finished_evaluation_shows_f1_curves_and_per_task_table(evaluated, monke
     assert at.query_params["eval"] == results["evaluation_id"] and at.query_params["run"] == run_id
     assert at.selectbox(key="evaluation").value == results["evaluation_id"]
     assert not at.get("progress")  # finished: no progress bar, no polling
-    curves = _figure(at, "f1_curves")["data"]
+    curves = chart_option(at, "f1_curves", "plotly_chart")["data"]
     assert [c["name"] for c in curves] == [f"{label} · {split}" for label in
                                            ("MTL", "STL", "STG-MTL soft", "STG-MTL hard", "random grouping")
                                            for split in ("test", "train")]

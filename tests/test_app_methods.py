@@ -34,16 +34,6 @@ def _choose(at: AppTest, methods, k: int = 3) -> AppTest:
     return at.run()
 
 
-def _figure(at: AppTest, key: str) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1, f"no single chart with key {key!r}"
-    return json.loads(charts[0].proto.spec)
-
-
-def _chart_keys(at: AppTest) -> list[str]:
-    return [c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")]
-
-
 #: How to tell the page's tables apart (AppTest does not expose a dataframe's key): a column each has.
 TABLE_COLUMNS = {"agreement": "STG-MTL", "cost": "wall s", "alignment": "ARI chance", "f1": "evaluated as"}
 
@@ -258,7 +248,7 @@ def test_finished_groupings_side_by_side(grouped, monkeypatch):
     _choose(at, DONE)
     assert not at.exception and not at.error
     assert not at.get("progress")  # all finished: no progress bar, no polling
-    keys = _chart_keys(at)
+    keys = chart_keys(at, "plotly_chart")
     assert chart_keys(at) == ["heatmap_stg", "heatmap_tag", "heatmap_random"]
     heatmaps = {m: chart_option(at, f"heatmap_{m}") for m in DONE}
     order = heatmaps["stg"]["yAxis"][0]["data"]
@@ -268,7 +258,7 @@ def test_finished_groupings_side_by_side(grouped, monkeypatch):
     np.testing.assert_allclose(heatmap_matrix(heatmaps["stg"]), np.asarray(results["stg"].memberships)[rows],
                                atol=5e-4)  # the reference's own clusters, drawn rounded to 4 decimals
     assert [k for k in keys if k.startswith("affinity_")] == ["affinity_tag"]  # only TAG has an affinity
-    affinity = _figure(at, "affinity_tag")["data"][0]
+    affinity = chart_option(at, "affinity_tag", "plotly_chart")["data"][0]
     assert affinity["x"] == order and affinity["y"] == order
 
     ari = _table(at, "agreement")

@@ -19,6 +19,7 @@ from stg_core.stability import (claim_summary, co_association, consensus_groupin
 from stg_core.store import ArtifactStore
 from stg_core.sweep import run_sweep
 from stg_core.tasks import PLANTED_GROUPS
+from tests.echarts_options import chart_keys, chart_option
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]
@@ -110,7 +111,7 @@ def test_the_stability_page_draws_a_sweep(g2_sweep, monkeypatch):
     at.slider(key="stability_k").set_value(4).run()
     assert not at.exception and at.query_params["k"] == "4"
     report = sweep_stability(store, record["id"], 4).to_json()
-    charts = {c.proto.id.rsplit("-", 1)[-1]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    charts = {key: chart_option(at, key, "plotly_chart") for key in chart_keys(at, "plotly_chart")}
     assert set(charts) == {"co_association", "task_stability", "seed_ari"}
     z = charts["co_association"]["data"][0]["z"]  # plotly's typed-array encoding
     co = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
