@@ -54,10 +54,10 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from app.preload import PRELOADED  # noqa: E402
-from app_server import headless_browser, serve_app  # noqa: E402
 from common import cpu_model, load_average, usable_cores, verdict  # noqa: E402
 from stg_core.store import ArtifactStore  # noqa: E402
 from stg_core.synthetic import write_synthetic_run  # noqa: E402
+from tests.app_server import headless_browser, serve_app  # noqa: E402
 from tests.echarts_options import MEMBERSHIP_SPEC_JS  # noqa: E402
 
 TARGETS = {"first": 2.0, "cached": 1.5, "training": 3.0, "training_mb": 3.0, "change_p90": 0.300, "rss_gb": 1.0}

@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +24,7 @@ import pytest
 
 from app.preload import PRELOADED
 from stg_core.demo import DEMOS
+from tests.app_server import chromium, headless_browser, serve_app
 from tests.echarts_options import MEMBERSHIP_SPEC_JS
 
 pytestmark = pytest.mark.slow  # a real browser over a served app, trainings included: minutes
@@ -71,37 +67,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _chromium() -> str | None:
-    wanted = os.environ.get("STG_CHROMIUM")
-    if wanted:
-        return shutil.which(wanted)
-    for name in ("chromium", "chromium-browser"):
-        if found := shutil.which(name):
-            return found
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None  # Debian's path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"streamlit not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 def _workers_of(store: Path) -> list[int]:
     """Pids of the ``stg_core.worker`` processes working on ``store`` (their command line names it)."""
     pids = []
@@ -139,45 +104,23 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     """A fresh app on a free localhost port with an empty store; stopped with its workers afterwards."""
     store = tmp_path_factory.mktemp("browser_store").resolve()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "server.log"
-    port = _free_port()
-    env = {**os.environ, "STG_STORE": str(store), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, server, log)
-        yield url
+        with serve_app(store, ARTIFACTS / "server.log") as (url, _server):
+            yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
         _stop_workers(store)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright  # noqa: F401 - only whether it is installed
     except ImportError:
         _unavailable("the playwright package is not installed (pip install -r requirements-dev.txt)")
-    executable = _chromium()
-    if executable is None:
+    if chromium() is None:
         _unavailable("no Chromium executable found (apt-get install chromium, or set STG_CHROMIUM)")
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with headless_browser() as launched:
+        yield launched
 
 
 class Walk:

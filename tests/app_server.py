@@ -1,5 +1,6 @@
-"""The app served on a free localhost port and a headless Chromium to drive it, for the
-benchmarks that measure pages as a user meets them (``bench/scale.py``)."""
+"""The app served on a free localhost port, and a headless Chromium to drive it: for the browser
+test (``tests/test_browser.py``) and the benchmark that measures pages as a user meets them
+(``bench/scale.py``)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def serve_app(store: Path, log: Path, script: str = "app/main.py",
         deadline = time.monotonic() + 120
         while True:
             if server.poll() is not None:
-                raise SystemExit(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"streamlit exited with status {server.returncode}:\n{log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                     healthy = response.read().decode().strip() == "ok"
@@ -52,7 +53,7 @@ def serve_app(store: Path, log: Path, script: str = "app/main.py",
                                                       for line in log.read_text(errors="replace").splitlines())):
                 break
             if time.monotonic() > deadline:
-                raise SystemExit(f"streamlit not ready after 120 s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"streamlit not ready after 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.25)
         yield url, server
     finally:
@@ -64,12 +65,16 @@ def serve_app(store: Path, log: Path, script: str = "app/main.py",
             server.wait()
 
 
-def chromium() -> str:
-    """Chromium's executable: env ``STG_CHROMIUM``, else ``chromium`` on the PATH."""
-    found = shutil.which(os.environ.get("STG_CHROMIUM") or "chromium") or shutil.which("chromium-browser")
-    if found is None:
-        raise SystemExit("no Chromium executable found (apt-get install chromium, or set STG_CHROMIUM)")
-    return found
+def chromium() -> str | None:
+    """Chromium's executable: env ``STG_CHROMIUM``, else ``chromium`` or ``chromium-browser`` on
+    the PATH, else Debian's ``/usr/bin/chromium``; None when there is none."""
+    wanted = os.environ.get("STG_CHROMIUM")
+    if wanted:
+        return shutil.which(wanted)
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
 
 
 @contextmanager
@@ -77,8 +82,11 @@ def headless_browser() -> Iterator:
     """A Playwright ``Browser`` on headless Chromium (no Playwright browser download)."""
     from playwright.sync_api import sync_playwright
 
+    executable = chromium()
+    if executable is None:
+        raise RuntimeError("no Chromium executable found (apt-get install chromium, or set STG_CHROMIUM)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), headless=True,
+        browser = p.chromium.launch(executable_path=executable, headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             yield browser
