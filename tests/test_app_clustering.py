@@ -252,7 +252,7 @@ def test_claims_panel_follows_the_grouping(store, monkeypatch):
     assert "k = 2" in at.caption[-1].value
 
 
-def test_a_link_with_the_run_and_settings_reproduces_theopen_tab(tmp_path, monkeypatch):
+def test_a_link_with_the_run_and_settings_reproduces_the_view(tmp_path, monkeypatch):
     """The URL's query parameters (run, k, F, representation, known group) open the same view,
     whichever run the store lists first; two sessions on the same link see the same memberships."""
     store = ArtifactStore(tmp_path / "store")
@@ -355,7 +355,8 @@ def test_a_run_recorded_before_the_statistics_gets_them_once(tmp_path, monkeypat
 
 def test_only_the_open_view_is_drawn_and_each_view_keeps_its_settings(grouped_store, monkeypatch):
     """A k or F change redraws the open tab only: the other views are neither computed nor sent.
-    The task order and the known group stay in the URL while another tab is open."""
+    The task order and the known group are kept while another tab is open (in the session: the
+    URL drops the order while a tab that does not draw it is open), and back in the URL with their tab."""
     at = _clustering_page(grouped_store.root, monkeypatch)
     assert [t.label for t in at.tabs] == ["Memberships", "Known groups", "Paper's claims", "Table"]
     assert chart_keys(at) == ["heatmap", "task_map"]
