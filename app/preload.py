@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from app.state import APP_SCRIPT, PAGE_FILES
+
 #: How the server's log line that says the preload has finished begins.
 PRELOADED = "STG-MTL Studio: the pages' modules are loaded"
 #: Streamlit's name for the thread of a script run (a page being drawn).
@@ -63,8 +65,6 @@ def preload(modules: Sequence[str], busy: Callable[[], bool] = page_running,
 
 def preload_pages() -> None:
     """Import what the app's script and its pages import; print one line when done."""
-    from app.state import APP_SCRIPT, PAGE_FILES
-
     modules = page_imports([APP_SCRIPT, *PAGE_FILES.values()])
     failed, seconds = preload(modules)
     note = f"; not importable: {', '.join(failed)}" if failed else ""

@@ -1,7 +1,7 @@
 """Reading the ECharts figures (``app.cluster_charts``, ``app.training_charts``) back in tests and
-benchmarks: the option a page drew under a key (a Plotly figure too), the matrix a heatmap option draws, and the
-membership heatmap as a browser drew it; and opening the tab of a page that draws its figures
-in tabs."""
+benchmarks: the option a page drew under a key (a Plotly figure too), the matrix a heatmap
+option draws, and the membership heatmap as a browser drew it; and opening the tab of a page
+that draws its figures in tabs."""
 
 from __future__ import annotations
 
